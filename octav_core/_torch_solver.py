@@ -1,0 +1,78 @@
+"""The OCTAV recursion in torch: used for tensors on an accelerator.
+
+Every row of ``rows`` (R, M) is an independent problem.  One iteration is one masked pass over
+the rows, so a CUDA tensor never leaves its device; the host only learns whether all rows have
+stopped (one boolean per iteration).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .recursion import StopRule
+
+
+def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
+    """Per row: ``clip``, ``iterations``, ``converged``, the tail sums (n_out, s_out, q_out) at
+    the clip and the count of magnitudes the recursion counts (float64 tensors)."""
+    acc = torch.float64 if rows.device.type != "mps" else torch.float32
+    y = rows.abs()
+    r, m = y.shape
+    counted = (y > 0).sum(1).to(acc) if exclude_zeros else torch.full((r,), float(m), dtype=acc, device=y.device)
+    s_prev2 = torch.full((r,), -1.0, dtype=acc, device=y.device)
+    s_prev = torch.zeros(r, dtype=acc, device=y.device)
+    clip = torch.zeros(r, dtype=acc, device=y.device)
+    iterations = torch.zeros(r, dtype=torch.int64, device=y.device)
+    active = torch.ones(r, dtype=torch.bool, device=y.device)
+    converged = torch.zeros(r, dtype=torch.bool, device=y.device)
+    cycled = torch.zeros(r, dtype=torch.bool, device=y.device)
+    for n in range(1, rule.max_iter + 1):
+        s_out, n_out = tail_sums(y, s_prev)[:2]
+        den = c * (counted - n_out) + n_out
+        s_new = torch.where(den > 0, s_out / den.clamp_min(1e-300), torch.zeros_like(den))
+        done = (s_new - s_prev).abs() <= rule.tol * s_new
+        cycle = ~done & (n >= 2) & ((s_new - s_prev2).abs() <= rule.tol * s_new)
+        clip = torch.where(active, s_new, clip)
+        iterations = torch.where(active, torch.full_like(iterations, n), iterations)
+        converged |= active & (done | cycle)
+        cycled |= active & cycle
+        active &= ~(done | cycle)
+        s_prev2, s_prev = s_prev, torch.where(active, s_new, s_prev)
+        if not bool(active.any()):
+            break
+    if bool(cycled.any()):
+        lo = torch.minimum(s_prev, s_prev2)
+        hi = torch.maximum(s_prev, s_prev2)
+        jump = jump_root(y, counted, c, lo, hi)
+        clip = torch.where(cycled, jump, clip)
+    s_out, n_out, q_out = tail_sums(y, clip)
+    return clip, iterations, converged, (n_out, s_out, q_out), counted
+
+
+def tail_sums(y: torch.Tensor, s: torch.Tensor):
+    """Per row: sum of |x| above s, their count, and their sum of squares (float64)."""
+    acc = s.dtype
+    out = y > s.to(y.dtype)[:, None]
+    tail = torch.where(out, y, torch.zeros((), dtype=y.dtype, device=y.device)).to(acc)
+    return tail.sum(1), out.sum(1).to(acc), (tail * tail).sum(1)
+
+
+def jump_root(y: torch.Tensor, counted: torch.Tensor, c: float, lo: torch.Tensor, hi: torch.Tensor):
+    """The sample magnitude in (lo, hi] where F(s) = S_out - s (c N_in + N_out) changes sign.
+
+    A 2-cycle of the recursion means F has no zero: it jumps over zero at one sample point, which
+    is then the infimum of the theoretical MSE (approached from below).
+    """
+    acc = lo.dtype
+    s_lo, n_lo = tail_sums(y, lo)[:2]
+    inside = (y > lo.to(y.dtype)[:, None]) & (y <= hi.to(y.dtype)[:, None])
+    cand = torch.where(inside, y.to(acc), torch.full((), float("inf"), dtype=acc, device=y.device))
+    cand, _ = cand.sort(dim=1)
+    finite = torch.isfinite(cand)
+    removed = torch.where(finite, cand, torch.zeros_like(cand)).cumsum(1)
+    count = finite.to(acc).cumsum(1)
+    n_out = n_lo[:, None] - count
+    s_out = s_lo[:, None] - removed
+    f_after = s_out - cand * (c * (counted[:, None] - n_out) + n_out)
+    first = (finite & (f_after <= 0)).to(torch.int64).argmax(1)
+    return cand.gather(1, first[:, None])[:, 0].where(finite.any(1), hi)

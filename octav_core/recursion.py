@@ -1,0 +1,40 @@
+"""The OCTAV fixed-point recursion (Sakr et al. 2022, eq. 6) and its stopping rule.
+
+For magnitudes ``y = |x|`` and a grid with noise constant ``c``:
+
+    s_{n+1} = sum_{y > s_n} y / (c * N_in(s_n) + N_out(s_n)),   s_0 = 0,
+
+with ``N_out(s) = #{y > s}`` and ``N_in(s) = #{0 < y <= s}`` (``exclude_zeros``: an exact zero
+is quantised without error) or ``#{y <= s}``.  ``s_1`` is the mean of the counted magnitudes.
+Its fixed point is the root of ``F(s) = S_out(s) - s (c N_in(s) + N_out(s))``, which is strictly
+decreasing, so the root is unique; when it falls on a jump of ``F`` (a sample point) the
+recursion settles into a 2-cycle around it, and the jump point is the answer.
+
+The theoretical MSE minimised (eq. 4), per element of the tensor (N counts every element):
+
+    J(s) = (c s**2 N_in(s) + sum_{y > s} (y - s)**2) / N
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """Stop when ``|s_n - s_{n-1}| <= tol * s_n``; detect 2-cycles; give up after ``max_iter``."""
+
+    tol: float = 1e-6
+    max_iter: int = 100
+
+    def __post_init__(self):
+        if not (self.tol >= 0):
+            raise ValueError(f"tol must be >= 0, got {self.tol!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+
+def theoretical_from_tail(clip, counted, n_out, s_out, q_out, c, numel):
+    """``J(s)`` from the tail sums at ``s`` (works on floats, numpy arrays and torch tensors)."""
+    n_in = counted - n_out
+    return (c * clip * clip * n_in + q_out - 2.0 * clip * s_out + clip * clip * n_out) / numel

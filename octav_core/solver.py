@@ -1,0 +1,149 @@
+"""``optimal_clip``: the OCTAV clipping scalar per tensor, per channel or per group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .grids import DEFAULT_GRID, get_grid, check_bits
+from .quantize import quantization_error_power
+from .recursion import StopRule, theoretical_from_tail
+from .tensors import as_array, check_values, is_torch_tensor, row_layout, to_rows
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """What :func:`optimal_clip` found.
+
+    ``clip``, ``theoretical_mse`` and ``empirical_mse`` are floats for a whole tensor and arrays
+    (shape: one per channel/block) otherwise; torch tensors on the input's device for torch input.
+    ``iterations`` is the largest count over channels; ``converged`` is True when every channel
+    met the tolerance or settled into the 2-cycle that marks a root on a jump (then the clip is
+    that jump point).  MSEs are per element of the tensor (or channel/block).
+    ``empirical_mse`` costs one fake-quantisation pass and is computed on first access.
+    """
+
+    clip: Any
+    iterations: int
+    converged: bool
+    theoretical_mse: Any
+    numel: int
+    bits: int
+    grid: str
+    exclude_zeros: bool = True
+    _source: Any = field(default=None, repr=False, compare=False)
+    _layout: tuple = field(default=(None, None), repr=False, compare=False)
+
+    @cached_property
+    def empirical_mse(self) -> Any:
+        """Mean of ``(x - Q(x))**2`` at ``clip``."""
+        axis, block_size = self._layout
+        return quantization_error_power(self._source, self.clip, self.bits, self.grid, axis=axis, block_size=block_size)
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values (lists for per-channel results)."""
+        def plain(v):
+            if is_torch_tensor(v):
+                v = v.detach().cpu().numpy()
+            return v.tolist() if isinstance(v, np.ndarray) else (float(v) if not isinstance(v, (bool, int)) else v)
+        return {
+            "clip": plain(self.clip),
+            "bits": self.bits,
+            "grid": self.grid,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "theoretical_mse": plain(self.theoretical_mse),
+            "empirical_mse": plain(self.empirical_mse),
+            "numel": self.numel,
+        }
+
+
+def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | None = None,
+                 block_size: int | None = None, exclude_zeros: bool = True, tol: float = 1e-6,
+                 max_iter: int = 100) -> ClipResult:
+    """The clipping scalar ``s*`` that minimises the theoretical quantisation MSE ``J(s)``.
+
+    Runs the OCTAV recursion ``s <- sum_{|x|>s} |x| / (c N_in(s) + N_out(s))`` from ``s_0 = 0``
+    (see :mod:`octav_core.recursion`), with ``c = (D/s)**2/12`` of ``grid``.
+
+    Args:
+        x: numpy array or torch tensor (float16, bfloat16, float32, float64), any shape.
+        bits: bit-width B in 1..16.
+        grid: ``"paper"`` (default), ``"int"``, ``"paper-unsigned"`` or ``"uint"``.
+        axis: one clip per slice along this axis (``axis=0``: per output channel of a weight).
+        block_size: one clip per contiguous group of this many elements along the last axis.
+        exclude_zeros: count only ``0 < |x| <= s`` as in range (paper eq. 6); exact zeros cost nothing.
+        tol: stop when the relative change of ``s`` is at most ``tol`` (0: only at a fixed point).
+        max_iter: at most this many iterations (the paper's fixed 10 is ``max_iter=10, tol=0``).
+
+    Returns:
+        A :class:`ClipResult`.
+
+    Raises:
+        TypeError: for a non-floating dtype.
+        ValueError: for NaN/Inf, an empty tensor, bits out of range, negatives under an unsigned
+            grid, or a bad ``axis``/``block_size``.
+
+    Example:
+        >>> import numpy as np
+        >>> w = np.random.default_rng(0).laplace(size=100_000).astype(np.float32)
+        >>> round(optimal_clip(w, bits=4).clip, 1)
+        5.0
+    """
+    g = get_grid(grid)
+    bits = check_bits(bits, g)
+    rule = StopRule(tol=tol, max_iter=max_iter)
+    x = as_array(x)
+    layout, axis_n = row_layout(tuple(x.shape), axis, block_size)
+    c = g.noise_constant(bits)
+    rows = to_rows(x, layout, axis_n)
+    if is_torch_tensor(x) and x.device.type != "cpu":
+        check_values(x, g)
+        from . import _torch_solver as backend
+
+        clip, iters, conv, tail, counted = backend.solve(rows, c, exclude_zeros, rule)
+        mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
+        out_dtype = x.dtype if x.dtype == _torch_float64() else _torch_float32()
+        clip, mse = clip.to(out_dtype), mse.to(out_dtype)
+    else:
+        from . import _numba_solver as backend
+
+        host = rows.detach().cpu().numpy() if is_torch_tensor(rows) else rows
+        clip, iters, conv, tail, counted = backend.solve(host, c, exclude_zeros, rule, g, x)
+        mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
+        if is_torch_tensor(x):
+            import torch
+
+            out_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+            clip, mse = torch.from_numpy(clip).to(out_dtype), torch.from_numpy(mse).to(out_dtype)
+    if layout.out_shape is None:
+        clip, mse = (clip[0], mse[0]) if is_torch_tensor(clip) else (float(clip[0]), float(mse[0]))
+    else:
+        clip, mse = clip.reshape(layout.out_shape), mse.reshape(layout.out_shape)
+    return ClipResult(
+        clip=clip,
+        iterations=int(iters.max()),
+        converged=bool(conv.all()),
+        theoretical_mse=mse,
+        numel=int(np.prod(x.shape, dtype=np.int64)),
+        bits=bits,
+        grid=g.name,
+        exclude_zeros=bool(exclude_zeros),
+        _source=x,
+        _layout=(axis, block_size),
+    )
+
+
+def _torch_float32():
+    import torch
+
+    return torch.float32
+
+
+def _torch_float64():
+    import torch
+
+    return torch.float64
