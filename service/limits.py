@@ -1,0 +1,81 @@
+"""Limits that protect the process: request body size and the number of tensor requests in flight."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, Callable
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+
+from .errors import ApiError, payload_too_large
+
+
+class ComputeGate:
+    """At most ``max_in_flight`` tensor requests at once (the rest get 503 + ``Retry-After``).
+
+    Admitted requests read their body, then decode and compute on a pool of ``threads`` worker
+    threads, so the event loop only moves bytes.  The counter needs no lock: it is only touched
+    from the event loop.
+    """
+
+    def __init__(self, max_in_flight: int, threads: int, retry_after_s: int):
+        self.max_in_flight, self.threads, self.retry_after_s = max_in_flight, threads, retry_after_s
+        self.in_flight = 0
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @asynccontextmanager
+    async def slot(self):
+        if self.in_flight >= self.max_in_flight:
+            raise ApiError(503, "busy", f"the service is at its limit of {self.max_in_flight} concurrent tensor "
+                                        f"requests; retry after {self.retry_after_s} s",
+                           headers={"Retry-After": str(self.retry_after_s)})
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on a worker thread."""
+        if self._limiter is None:  # created lazily: it belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked or
+    lying body is refused when the running count passes the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise payload_too_large(int(declared), limit)
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise payload_too_large(None, limit)
+    return buf
+
+
+#: Media types of a tensor body -> the short kind the decoders use.
+MEDIA_TYPES = {
+    "application/json": "json",
+    "application/octet-stream": "raw",
+    "application/x-npy": "npy",
+    "application/vnd.safetensors": "safetensors",
+}
+
+
+def body_kind(request: Request, accepted: dict[str, str] = MEDIA_TYPES) -> str:
+    """The kind of tensor body, from ``Content-Type`` (415 for anything else)."""
+    header = request.headers.get("content-type")
+    media = header.split(";", 1)[0].strip().lower() if header else ""
+    kind = accepted.get(media)
+    if kind is None:
+        got = f"Content-Type {media!r}" if media else "no Content-Type"
+        raise ApiError(415, "unsupported_media_type", f"unsupported media type: {got}; send one of {', '.join(accepted)}")
+    return kind

@@ -1,0 +1,1 @@
+"""One router per resource: health, tensors (/clip, /curve), inference (/v2), layers."""
