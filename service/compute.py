@@ -33,7 +33,8 @@ class Quantiser:
 def engine_errors():
     """Turn the engine's (and the decoders') input errors into 422s with their message."""
     try:
-        yield
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by check_finite
+            yield
     except ApiError:
         raise
     except (ValueError, TypeError) as exc:
