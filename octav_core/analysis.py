@@ -194,3 +194,16 @@ def summary_rows(analysis: dict) -> list[dict]:
                for k in ("clip", "mse", "sqnr_db")},
         })
     return rows
+
+
+def write_summary_csv(rows: list[dict], path) -> None:
+    """Write :func:`summary_rows` output as CSV (columns :data:`SUMMARY_COLUMNS`, empty cell for ``None``), atomically."""
+    import csv
+
+    from .fileio import atomic_write
+
+    with atomic_write(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, extrasaction="raise", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
