@@ -37,12 +37,14 @@ def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
         converged |= active & (done | cycle)
         cycled |= active & cycle
         active &= ~(done | cycle)
-        s_prev2, s_prev = s_prev, torch.where(active, s_new, s_prev)
+        s_prev2 = torch.where(active, s_prev, s_prev2)
+        s_prev = torch.where(active, s_new, s_prev)
         if not bool(active.any()):
             break
     if bool(cycled.any()):
-        lo = torch.minimum(s_prev, s_prev2)
-        hi = torch.maximum(s_prev, s_prev2)
+        # A cycled row stopped with clip = s_n ~ s_{n-2} and s_prev = s_{n-1}: the two sides.
+        lo = torch.minimum(clip, s_prev)
+        hi = torch.maximum(clip, s_prev)
         jump = jump_root(y, counted, c, lo, hi)
         clip = torch.where(cycled, jump, clip)
     s_out, n_out, q_out = tail_sums(y, clip)
@@ -52,7 +54,7 @@ def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
 def tail_sums(y: torch.Tensor, s: torch.Tensor):
     """Per row: sum of |x| above s, their count, and their sum of squares (float64)."""
     acc = s.dtype
-    out = y > s.to(y.dtype)[:, None]
+    out = y > s[:, None]  # compared in float64, as the CPU backend does
     tail = torch.where(out, y, torch.zeros((), dtype=y.dtype, device=y.device)).to(acc)
     return tail.sum(1), out.sum(1).to(acc), (tail * tail).sum(1)
 
@@ -65,7 +67,7 @@ def jump_root(y: torch.Tensor, counted: torch.Tensor, c: float, lo: torch.Tensor
     """
     acc = lo.dtype
     s_lo, n_lo = tail_sums(y, lo)[:2]
-    inside = (y > lo.to(y.dtype)[:, None]) & (y <= hi.to(y.dtype)[:, None])
+    inside = (y > lo[:, None]) & (y <= hi[:, None])
     cand = torch.where(inside, y.to(acc), torch.full((), float("inf"), dtype=acc, device=y.device))
     cand, _ = cand.sort(dim=1)
     finite = torch.isfinite(cand)
