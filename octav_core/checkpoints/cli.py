@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 
 def register(subparsers) -> None:
@@ -20,6 +22,14 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _print_catalog(args)
+    except BrokenPipeError:  # `octav layers | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
+
+
+def _print_catalog(args: argparse.Namespace) -> int:
     from . import DEFAULT_SPEC, cache_dir, known_specs, open_checkpoint
 
     if args.specs:
@@ -29,7 +39,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         print(f"named checkpoints (cache: {cache_dir()}):")
         for s in specs:
-            flags = ("default, " if s["default"] else "") + ("cached" if s["cached"] else f"not cached, {s['size_mb']} MB")
+            where = "cached" if s["cached"] else f"not cached, {s['size_mb']} MB"
+            flags = ("default, " if s["default"] else "") + where
             print(f"  {s['name']:<25} {s['description']} [{flags}]")
             print(f"  {'':<25} from {s['source']}")
         return 0

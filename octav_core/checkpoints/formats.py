@@ -106,7 +106,7 @@ class SafetensorsSource:
             try:
                 weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"{path}: not a safetensors index (a JSON object with a weight_map): {exc}") from exc
+                raise CheckpointError(f"{path}: not a safetensors index (JSON with a weight_map): {exc}") from exc
             shards = [path.parent / name for name in sorted(set(weight_map.values()))]
             for shard in shards:
                 if not shard.is_file():

