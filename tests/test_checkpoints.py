@@ -436,3 +436,43 @@ def test_docs_table_is_the_catalog():
             and line.split("|")[1].strip().isdigit()]
     assert [(int(i), n.strip(" `"), s.strip()) for i, n, _, s in rows] == \
         [(i, name, str(shape)) for i, (name, shape) in enumerate(RESNET50_TABLE, start=1)]
+
+
+def test_torchvision_download_path_from_a_local_server(cache, tmp_path, monkeypatch):
+    # torch hub's real download (temporary name, sha256-prefix check, rename) from a server on this machine
+    torch = pytest.importorskip("torch")
+    import functools
+    import http.server
+    import threading
+
+    from octav_core.checkpoints import specs
+
+    served = tmp_path / "served"
+    served.mkdir()
+    state = {"conv1.weight": torch.randn(8, 3, 7, 7), "bn1.weight": torch.ones(8), "fc.weight": torch.randn(10, 8)}
+    torch.save(state, tmp_path / "tiny.pth")
+    name = f"tiny-{sha256(tmp_path / 'tiny.pth')[:8]}.pth"
+    (tmp_path / "tiny.pth").rename(served / name)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for key in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+        spec = "tiny-torchvision"
+        monkeypatch.setitem(specs.TORCHVISION_URLS, spec, f"http://127.0.0.1:{server.server_port}/{name}")
+        monkeypatch.setitem(specs.KNOWN_SPECS, spec, specs.Spec(spec, "tiny", "local server", 0,
+                                                                lambda: specs._open_torchvision(spec),
+                                                                lambda: specs._torchvision_file(spec) is not None))
+        first = open_checkpoint(spec)
+        assert [l.name for l in first.layers] == ["conv1.weight", "fc.weight"]
+        assert (cache / "torchvision" / name).is_file()
+        assert [p.name for p in (cache / "torchvision").iterdir() if not p.name.startswith(".")] == [name]
+        again = open_checkpoint(spec)  # from the cache now, hash prefix checked
+        np.testing.assert_array_equal(again.tensor(1), state["conv1.weight"].numpy())
+        assert again.sha256 == first.sha256 == sha256(served / name)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -200,11 +200,15 @@ def _torchvision_file(spec: str) -> Path | None:
     return None
 
 
-def _reachable(host: str, timeout: float = 5.0) -> bool:
-    if any(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")):
+def _reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens (a quick check before a long download)."""
+    parts = urlparse(url)
+    proxies = (f"{parts.scheme}_proxy", f"{parts.scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
+    if any(os.environ.get(k) for k in proxies):
         return True  # urllib goes through the proxy; let it try
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout):
             return True
     except OSError:
         return False
@@ -216,8 +220,8 @@ def _open_torchvision(spec: str) -> Checkpoint:
     hash_prefix = filename.rsplit("-", 1)[1].split(".")[0]  # torch hub names files <name>-<sha256 prefix>.pth
     path = _torchvision_file(spec)
     if path is None:
-        host = urlparse(url).hostname or ""
-        why = "OCTAV_OFFLINE is set" if offline() else (None if _reachable(host) else f"{host} cannot be reached")
+        host = urlparse(url).netloc
+        why = "OCTAV_OFFLINE is set" if offline() else (None if _reachable(url) else f"{host} cannot be reached")
         if why:
             raise FetchError(f"{spec}: {filename} is not cached and {why}; download {url} elsewhere "
                              f"and place it at {torchvision_dir() / filename}")
