@@ -144,12 +144,12 @@ async def server_metadata() -> dict:
     return {"name": "octav", "version": __version__, "extensions": ["binary_tensor_data"]}
 
 
-@router.get("/health/live", summary="Server live (empty 200)")
+@router.get("/health/live", response_class=Response, summary="Server live (empty 200)")
 async def v2_live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready", summary="Server ready (empty 200)")
+@router.get("/health/ready", response_class=Response, summary="Server ready (empty 200)")
 async def v2_ready() -> Response:
     return Response(status_code=200)
 
@@ -163,7 +163,7 @@ async def model_metadata() -> dict:
     }
 
 
-@router.get(f"/models/{MODEL}/ready", summary="Model ready (empty 200)")
+@router.get(f"/models/{MODEL}/ready", response_class=Response, summary="Model ready (empty 200)")
 async def model_ready() -> Response:
     return Response(status_code=200)
 
