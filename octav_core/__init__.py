@@ -21,4 +21,7 @@ __all__ = [
 from .curves import Curve, empirical_mse, mse_curve, theoretical_mse  # noqa: E402
 from .oracle import best_empirical_clip  # noqa: E402
 
-__all__ += ["Curve", "empirical_mse", "mse_curve", "theoretical_mse", "best_empirical_clip"]
+from .checkpoints import Checkpoint, Layer, open_checkpoint  # noqa: E402
+
+__all__ += ["Curve", "empirical_mse", "mse_curve", "theoretical_mse", "best_empirical_clip",
+            "Checkpoint", "Layer", "open_checkpoint"]

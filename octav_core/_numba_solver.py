@@ -57,17 +57,17 @@ def _magnitude_stats(src):
 
 @nb.njit(**_JIT)
 def _tail_sums(mags, s):
-    """Sum, count and sum of squares of the magnitudes above ``s``."""
+    """Over the magnitudes above ``s``: their sum, their count and sum (y - s)**2."""
     s_out = 0.0
     n_out = 0.0
-    q_out = 0.0
+    e_out = 0.0
     for i in range(mags.size):
         y = np.float64(abs(mags[i]))
         m = 1.0 if y > s else 0.0
         s_out += y * m
         n_out += m
-        q_out += y * y * m
-    return s_out, n_out, q_out
+        e_out += (y - s) * (y - s) * m
+    return s_out, n_out, e_out
 
 
 @nb.njit(**_JIT)
@@ -86,16 +86,16 @@ def _sweep_buffer(src, buf, count, t_buf, s, t_keep):
     """Tail sums at ``s`` of one buffer holding the ``count`` magnitudes of ``src`` above ``t_buf``.
 
     Refills the buffer from ``src`` when ``s < t_buf``; compacts it to the magnitudes above
-    ``t_keep`` when that is higher.  Returns (s_out, n_out, q_out, count, t_buf).
+    ``t_keep`` when that is higher.  Returns (s_out, n_out, e_out, count, t_buf).
     """
     if s < t_buf:
         t_buf = min(t_keep, s)
         count = _keep_above(src, buf, t_buf)
-    s_out, n_out, q_out = _tail_sums(buf[:count], s)
+    s_out, n_out, e_out = _tail_sums(buf[:count], s)
     if t_keep > t_buf:
         count = _keep_above(buf[:count], buf, t_keep)
         t_buf = t_keep
-    return s_out, n_out, q_out, count, t_buf
+    return s_out, n_out, e_out, count, t_buf
 
 
 # ---------------------------------------------------------------- the recursion, one step
@@ -153,7 +153,7 @@ def _jump_root(mags, counted, c, lo, hi):
 def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     """Solve every row of ``rows`` (R, M) independently.
 
-    Returns clip, iterations, status, counted, n_out, s_out, q_out (tail sums at the clip),
+    Returns clip, iterations, status, counted, (n_out, e_out) at the clip,
     total |x| per row (non-finite if the row holds NaN/Inf) and negatives per row.
     """
     nrows, length = rows.shape
@@ -161,7 +161,7 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     iters = np.ones(nrows, np.int64)
     status = np.zeros(nrows, np.int64)
     counted = np.zeros(nrows)
-    tail = np.zeros((3, nrows))
+    tail = np.zeros((2, nrows))
     total = np.zeros(nrows)
     negatives = np.zeros(nrows)
     for r in nb.prange(nrows):
@@ -188,19 +188,18 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
                 keep = s_prev  # below the root: nothing at or under it is needed again
             s_prev2 = s_prev
             s_prev = s
-            s_out, n_out, q_out, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s_prev, keep)
+            s_out, n_out, _, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s_prev, keep)
             s = _next_clip(s_out, n_out, cnt_all, c)
             st = _status(s, s_prev, s_prev2, tol)
         if st == CYCLED:
             s = _jump_root(buf[:count] if t_buf <= min(s, s_prev) else src, cnt_all, c,
                            min(s, s_prev), max(s, s_prev))
-        a, b, q, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s, min(keep, s))
+        _, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s, min(keep, s))
         clip[r] = s
         iters[r] = n
         status[r] = st
-        tail[0, r] = b
-        tail[1, r] = a
-        tail[2, r] = q
+        tail[0, r] = n_out
+        tail[1, r] = e_out
     return clip, iters, status, counted, tail, total, negatives
 
 
@@ -245,7 +244,7 @@ def _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
 def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     """The recursion on one long row, every sweep shared by all threads.
 
-    Returns [clip, iterations, status, n_out, s_out, q_out, counted, total |x|, negatives].
+    Returns [clip, iterations, status, n_out, e_out, counted, total |x|, negatives].
     """
     n_seg = max(1, -(-src.size // segment))
     seg_lo = (np.arange(n_seg) * src.size) // n_seg
@@ -257,7 +256,7 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     cnt_all = nz if exclude_zeros else float(src.size)
     neg = stats[2].sum()
     if not np.isfinite(tot):
-        return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, 0.0, cnt_all, tot, neg])
+        return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, cnt_all, tot, neg])
     s_prev2 = -1.0
     s_prev = 0.0
     keep = 0.0
@@ -276,11 +275,11 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     if st == CYCLED:
         s = _jump_root(src, cnt_all, c, min(s, s_prev), max(s, s_prev))
     sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, min(keep, s))
-    return np.array([s, n, st, sums[1], sums[0], sums[2], cnt_all, tot, neg])
+    return np.array([s, n, st, sums[1], sums[2], cnt_all, tot, neg])
 
 
 def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source):
-    """Per row: clip, iterations, converged, tail sums (n_out, s_out, q_out) at the clip, counted."""
+    """Per row: clip, iterations, converged, (n_out, clipping error) at the clip, counted."""
     if rows.dtype == np.float16:
         rows = rows.astype(np.float32)
     rows = np.ascontiguousarray(rows)
@@ -288,12 +287,12 @@ def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source):
     if nrows >= 2 * nb.get_num_threads() or length <= _SEGMENT:
         clip, iters, status, counted, tail, total, negatives = _solve_rows(
             rows, exclude_zeros, c, rule.tol, rule.max_iter)
-        tail = (tail[0], tail[1], tail[2])
+        tail = (tail[0], tail[1])
     else:
         out = np.stack([_solve_long_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT) for row in rows])
         clip, iters, status = out[:, 0], out[:, 1].astype(np.int64), out[:, 2].astype(np.int64)
-        tail = (out[:, 3], out[:, 4], out[:, 5])
-        counted, total, negatives = out[:, 6], out[:, 7], out[:, 8]
+        tail = (out[:, 3], out[:, 4])
+        counted, total, negatives = out[:, 5], out[:, 6], out[:, 7]
     if not np.isfinite(total).all() or (not grid.signed and negatives.any()):
         report_bad_values(source, grid)
     return clip, iters, status > 0, tail, counted

@@ -13,8 +13,8 @@ from .recursion import StopRule
 
 
 def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
-    """Per row: ``clip``, ``iterations``, ``converged``, the tail sums (n_out, s_out, q_out) at
-    the clip and the count of magnitudes the recursion counts (float64 tensors)."""
+    """Per row: ``clip``, ``iterations``, ``converged``, (n_out, clipping error) at the clip and
+    the count of magnitudes the recursion counts (float64 tensors)."""
     acc = torch.float64 if rows.device.type != "mps" else torch.float32
     y = rows.abs()
     r, m = y.shape
@@ -47,16 +47,17 @@ def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
         hi = torch.maximum(clip, s_prev)
         jump = jump_root(y, counted, c, lo, hi)
         clip = torch.where(cycled, jump, clip)
-    s_out, n_out, q_out = tail_sums(y, clip)
-    return clip, iterations, converged, (n_out, s_out, q_out), counted
+    _, n_out, e_out = tail_sums(y, clip)
+    return clip, iterations, converged, (n_out, e_out), counted
 
 
 def tail_sums(y: torch.Tensor, s: torch.Tensor):
-    """Per row: sum of |x| above s, their count, and their sum of squares (float64)."""
+    """Per row, over |x| above s: their sum, their count and sum (|x| - s)**2 (float64)."""
     acc = s.dtype
     out = y > s[:, None]  # compared in float64, as the CPU backend does
     tail = torch.where(out, y, torch.zeros((), dtype=y.dtype, device=y.device)).to(acc)
-    return tail.sum(1), out.sum(1).to(acc), (tail * tail).sum(1)
+    excess = torch.where(out, tail - s[:, None], torch.zeros((), dtype=acc, device=y.device))
+    return tail.sum(1), out.sum(1).to(acc), (excess * excess).sum(1)
 
 
 def jump_root(y: torch.Tensor, counted: torch.Tensor, c: float, lo: torch.Tensor, hi: torch.Tensor):

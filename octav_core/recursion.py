@@ -34,7 +34,6 @@ class StopRule:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
 
 
-def theoretical_from_tail(clip, counted, n_out, s_out, q_out, c, numel):
-    """``J(s)`` from the tail sums at ``s`` (works on floats, numpy arrays and torch tensors)."""
-    n_in = counted - n_out
-    return (c * clip * clip * n_in + q_out - 2.0 * clip * s_out + clip * clip * n_out) / numel
+def theoretical_from_tail(clip, counted, n_out, clip_error, c, numel):
+    """``J(s)`` from the count above ``s`` and ``sum_{y > s} (y - s)**2`` (floats, arrays, tensors)."""
+    return (c * clip * clip * (counted - n_out) + clip_error) / numel

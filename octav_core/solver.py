@@ -111,7 +111,7 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
     else:
         from . import _numba_solver as backend
 
-        host = rows.detach().cpu().numpy() if is_torch_tensor(rows) else rows
+        host = _host_rows(rows) if is_torch_tensor(rows) else rows
         clip, iters, conv, tail, counted = backend.solve(host, c, exclude_zeros, rule, g, x)
         mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
         if is_torch_tensor(x):
@@ -135,6 +135,14 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
         _source=x,
         _layout=(axis, block_size),
     )
+
+
+def _host_rows(rows):
+    """A numpy view of CPU rows (numpy has no bfloat16: half formats are widened to float32)."""
+    rows = rows.detach().cpu()
+    if rows.dtype not in (_torch_float32(), _torch_float64()):
+        rows = rows.float()
+    return rows.numpy()
 
 
 def _torch_float32():

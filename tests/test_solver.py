@@ -1,0 +1,173 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import reference
+from octav_core import get_grid, optimal_clip, theoretical_mse
+from octav_core import _torch_solver
+from octav_core.recursion import StopRule
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=arrays(np.float64, st.integers(1, 400), elements=finite | st.just(0.0)),
+       bits=st.integers(1, 8), exclude_zeros=st.booleans())
+def test_matches_the_literal_float64_recursion(x, bits, exclude_zeros):
+    c = get_grid("paper").noise_constant(bits)
+    s, n, how = reference.recursion(x, c, exclude_zeros)
+    r = optimal_clip(x, bits=bits, exclude_zeros=exclude_zeros)
+    assert r.iterations == n
+    assert r.converged == (how != "max_iter")
+    if how == "cycle":
+        # the clip is the sample point where F = S_out - s (c N_in + N_out) crosses zero
+        mags = np.abs(x)
+        assert r.clip in mags
+    else:
+        assert r.clip == pytest.approx(s, rel=1e-12, abs=1e-300)
+    assert r.theoretical_mse == pytest.approx(reference.theoretical(x, r.clip, c, exclude_zeros), rel=1e-9, abs=1e-12)
+
+
+def test_reproduces_the_seeds_ten_iterations():
+    w = np.random.default_rng(3).laplace(size=50_000)
+    for bits in (2, 4, 8):
+        r = optimal_clip(w, bits=bits, exclude_zeros=False, max_iter=10, tol=0)
+        assert r.clip == pytest.approx(reference.seed_newton(w, bits), rel=1e-12)
+
+
+@pytest.mark.parametrize("dist,bits,expected", [
+    ("laplace", 4, 5.034), ("laplace", 8, 9.897), ("normal", 4, 2.562), ("normal", 8, 3.924)])
+def test_population_anchors(dist, bits, expected):
+    rng = np.random.default_rng(0)
+    x = rng.laplace(size=4_000_000) if dist == "laplace" else rng.normal(size=4_000_000)
+    assert optimal_clip(x.astype(np.float32), bits=bits).clip == pytest.approx(expected, rel=0.01)
+
+
+def test_ten_iterations_do_not_converge_at_8_bits_on_heavy_tails_but_the_default_does():
+    x = np.random.default_rng(1).standard_t(3, size=200_000).astype(np.float32)
+    assert not optimal_clip(x, bits=8, max_iter=10).converged
+    r = optimal_clip(x, bits=8)
+    assert r.converged and r.iterations > 10
+
+
+def test_two_cycle_resolves_to_the_jump_point():
+    # Two distinct magnitudes at 1 bit: F jumps over zero at a sample point.
+    x = np.array([1.0, 1.0, 1.0, 4.0])
+    r = optimal_clip(x, bits=2)
+    c = get_grid("paper").noise_constant(2)
+    assert r.converged
+    y = np.abs(x)
+
+    def F(s):
+        out = y > s
+        return y[out].sum() - s * (c * np.count_nonzero(~out) + np.count_nonzero(out))
+
+    assert F(np.nextafter(r.clip, 0)) > 0 >= F(r.clip)
+
+
+def test_constant_and_zero_tensors():
+    r = optimal_clip(np.full(100, 3.0))
+    assert r.clip == 3.0 and r.converged
+    r = optimal_clip(np.zeros(100))
+    assert r.clip == 0.0 and r.converged and r.theoretical_mse == 0.0
+    w = np.random.default_rng(0).normal(size=(4, 50))
+    w[2] = 0
+    r = optimal_clip(w, axis=0)
+    assert r.clip[2] == 0 and np.isfinite(r.clip).all() and r.converged
+
+
+def test_per_channel_and_per_group_equal_the_per_tensor_solution_of_each_slice():
+    rng = np.random.default_rng(5)
+    w = rng.laplace(size=(8, 6, 3, 3)).astype(np.float32)
+    r = optimal_clip(w, axis=0)
+    assert r.clip.shape == (8,)
+    for i in range(8):
+        assert r.clip[i] == pytest.approx(optimal_clip(w[i]).clip, rel=1e-12)
+    r1 = optimal_clip(w, axis=-3)
+    assert r1.clip.shape == (6,)
+    assert r1.clip[4] == pytest.approx(optimal_clip(w[:, 4]).clip, rel=1e-12)
+    m = rng.laplace(size=(4, 256)).astype(np.float32)
+    g = optimal_clip(m, block_size=64)
+    assert g.clip.shape == (4, 4)
+    assert g.clip[2, 1] == pytest.approx(optimal_clip(m[2, 64:128]).clip, rel=1e-12)
+    assert g.theoretical_mse.shape == (4, 4) and g.empirical_mse.shape == (4, 4)
+
+
+@pytest.mark.parametrize("rows,length", [(1, 300_000), (3, 200_000), (64, 5_000)])
+def test_cpu_backend_equals_the_torch_backend(rows, length):
+    x = np.random.default_rng(rows).standard_t(4, size=(rows, length)).astype(np.float32)
+    for bits in (2, 4, 8):
+        r = optimal_clip(x, bits=bits, axis=0)
+        c = get_grid("paper").noise_constant(bits)
+        clip, iters, conv, _, _ = _torch_solver.solve(torch.from_numpy(x), c, True, StopRule())
+        assert np.allclose(r.clip, clip.numpy(), rtol=1e-12)
+        assert r.iterations == int(iters.max()) and r.converged == bool(conv.all())
+
+
+def test_float32_accumulation_matches_float64_reference():
+    x = np.random.default_rng(7).laplace(size=10_000_000).astype(np.float32)
+    c = get_grid("paper").noise_constant(4)
+    s, _, _ = reference.recursion(x.astype(np.float64), c)
+    assert optimal_clip(x, bits=4).clip == pytest.approx(s, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_torch_tensors_of_every_floating_dtype(dtype):
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0)).to(dtype)
+    r = optimal_clip(w, bits=4, axis=0)
+    assert isinstance(r.clip, torch.Tensor) and r.clip.device == w.device and r.clip.shape == (16,)
+    expected = optimal_clip(w.double().numpy(), bits=4, axis=0).clip
+    assert np.allclose(r.clip.double().numpy(), expected, rtol=1e-6)
+    t = optimal_clip(w, bits=4)
+    assert isinstance(t.clip, torch.Tensor) and t.clip.ndim == 0
+
+
+def test_numpy_float16():
+    x = np.random.default_rng(0).normal(size=1000).astype(np.float16)
+    assert optimal_clip(x).clip == pytest.approx(optimal_clip(x.astype(np.float64)).clip, rel=1e-12)
+
+
+def test_fields_agree_with_the_curve_functions():
+    x = np.random.default_rng(2).normal(size=10_000)
+    r = optimal_clip(x, bits=3, grid="int")
+    assert r.theoretical_mse == pytest.approx(theoretical_mse(x, r.clip, bits=3, grid="int"), rel=1e-12)
+    kmax = get_grid("int").kmax(3)
+    assert r.empirical_mse == pytest.approx(reference.empirical(x, r.clip, kmax), rel=1e-9)
+    assert (r.numel, r.bits, r.grid) == (10_000, 3, "int")
+
+
+def test_unsigned_grid():
+    x = np.abs(np.random.default_rng(2).normal(size=10_000))
+    r = optimal_clip(x, bits=4, grid="uint")
+    c = get_grid("uint").noise_constant(4)
+    assert r.clip == pytest.approx(reference.recursion(x, c)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("x,kwargs,error,match", [
+    (np.array([1.0, np.nan, np.inf, 2.0]), {}, ValueError, r"2 non-finite.*index \(1,\)"),
+    (np.empty((0, 3)), {}, ValueError, "empty"),
+    (np.arange(10), {}, TypeError, "floating"),
+    (np.ones(4), {"bits": 0}, ValueError, "1..16"),
+    (np.ones(4), {"bits": 17}, ValueError, "1..16"),
+    (np.array([1.0, -1.0, -2.0]), {"grid": "uint"}, ValueError, r"2 negative.*index \(1,\)"),
+    (np.ones((4, 10)), {"block_size": 3}, ValueError, "does not divide"),
+    (np.ones((4, 10)), {"axis": 2}, ValueError, "out of range"),
+    (np.ones((4, 10)), {"axis": 0, "block_size": 5}, ValueError, "not both"),
+    (np.ones(4), {"grid": "nf4"}, ValueError, "known grids"),
+    (np.ones(4), {"max_iter": 0}, ValueError, "max_iter"),
+])
+def test_bad_input_names_the_problem(x, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        optimal_clip(x, **kwargs)
+
+
+def test_nan_in_a_long_row_and_in_a_torch_tensor():
+    x = np.random.default_rng(0).normal(size=(1, 400_000)).astype(np.float32)
+    x[0, 399_999] = np.nan
+    with pytest.raises(ValueError, match=r"1 non-finite.*\(0, 399999\)"):
+        optimal_clip(x)
+    with pytest.raises(ValueError, match="non-finite"):
+        optimal_clip(torch.tensor([1.0, float("inf")]))
