@@ -228,6 +228,21 @@ def summarize(results: list[dict]) -> list[dict]:
     return rows
 
 
+SUMMARY_COLUMNS = ("method", "bits", "accuracy_mean", "accuracy_std", "seeds")
+
+
+def write_summary_csv(rows: list[dict], path: str) -> None:
+    """The rows of :func:`summarize` as CSV (accuracy in percent), written atomically."""
+    import csv
+
+    from ..fileio import atomic_write
+
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def plot_accuracy(results: list[dict], path: str) -> None:
     """Test accuracy per QAT epoch (mean over seeds, band: min..max), one panel per bit-width;
     the float model and the PTQ methods as horizontal lines."""
