@@ -73,21 +73,19 @@ def _cmd_clip(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    clip = out["clip"]
-    if isinstance(clip, list):
-        import numpy as np
+    import numpy as np
 
-        arr = np.asarray(clip)
-        print(f"{args.file}: shape {tuple(x.shape)}, {arr.size} clips at {args.bits} bits ({args.grid} grid)")
-        print(f"  clip: min {arr.min():.6g}, median {np.median(arr):.6g}, max {arr.max():.6g}")
+    clip = np.asarray(out["clip"])
+    if clip.ndim:
+        print(f"{args.file}: shape {tuple(x.shape)}, {clip.size} clips at {args.bits} bits ({args.grid} grid)")
+        print(f"  clip: min {clip.min():.6g}, median {np.median(clip):.6g}, max {clip.max():.6g}")
     else:
         print(f"{args.file}: shape {tuple(x.shape)}, {args.bits} bits ({args.grid} grid)")
-        print(f"  optimal clip     {clip:.6g}")
+        print(f"  optimal clip     {float(clip):.6g}")
     print(f"  iterations       {out['iterations']} ({'converged' if out['converged'] else 'NOT converged'})")
     for key in ("theoretical_mse", "empirical_mse"):
-        v = out[key]
-        text = f"{v:.6g}" if not isinstance(v, list) else f"mean {sum(v) / len(v):.6g}"
-        print(f"  {key:<16} {text}")
+        v = np.asarray(out[key])
+        print(f"  {key:<16} {float(v):.6g}" if not v.ndim else f"  {key:<16} mean {v.mean():.6g}")
     return 0
 
 
