@@ -86,6 +86,8 @@ def sqnr_db(mean_square: float, mse: float) -> float | None:
 def _check_bits_list(bits_list, grid) -> list[int]:
     if isinstance(bits_list, (int, np.integer)) and not isinstance(bits_list, bool):
         bits_list = [bits_list]
+    if isinstance(bits_list, (str, bytes)):
+        raise ValueError(f"bits_list must be a list of integer bit-widths, got {bits_list!r}")
     try:
         bits = [check_bits(b, grid) for b in bits_list]
     except TypeError:

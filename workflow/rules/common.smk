@@ -11,6 +11,15 @@ from octav_core.checkpoints import KNOWN_SPECS, LOCAL_FORMATS, RESNET50_LAYER_NA
 from snakemake.utils import validate
 
 
+def _integers_from_command_line():
+    """`--config bits=[4,8]` arrives as ['4', '8'] (Snakemake reads lists with YAML's BaseLoader)."""
+    for key in ("bits", "layers", "figure_layers"):
+        value = config.get(key)
+        if isinstance(value, list):
+            config[key] = [int(v) if isinstance(v, str) and v.isdigit() else v for v in value]
+
+
+_integers_from_command_line()
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Jobs whose outputs depend on the engine's numbers carry this as a param, so a new
