@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from octav_core.seed import seed_histogram_theoretical, seed_newton  # noqa: F401  (the seed is the reference)
+
 
 def recursion(x, c, exclude_zeros=True, tol=1e-6, max_iter=100):
     """The OCTAV recursion from s_0 = 0, literally; returns (s, iterations, stopped_by)."""
@@ -64,30 +66,3 @@ def exact_best_clip(x, kmax):
     errs = np.array([np.mean((y - np.minimum(np.round(y / (s / kmax)), kmax) * (s / kmax)) ** 2) for s in cands])
     i = int(np.argmin(errs))
     return cands[i], errs[i]
-
-
-def seed_newton(weights, bit_num, cs_init=0.0, iter_num=10):
-    """The seed's loop, verbatim in substance (zeros counted as in range)."""
-    weights_abs = np.abs(weights)
-    cs_cur = cs_init
-    for _ in range(iter_num):
-        indicator_larger = weights_abs > cs_cur
-        indicator_smaller = weights_abs <= cs_cur
-        numerator = np.sum(weights_abs[indicator_larger])
-        denominator = np.sum(indicator_smaller) / (3 * 4**bit_num) + np.sum(indicator_larger)
-        cs_cur = numerator / denominator
-    return cs_cur
-
-
-def seed_histogram_theoretical(w, clipping_scalar, bit_num, bins=500):
-    """The seed's histogram approximation of J(s), as published."""
-    hist, bin_edges = np.histogram(np.abs(w), bins=bins, density=False)
-    hist = hist / np.sum(hist)
-    clip_start_idx = np.where(np.diff(bin_edges > clipping_scalar))[0]
-    clip_start_idx = 0 if len(clip_start_idx) == 0 else clip_start_idx[0]
-    j1 = np.sum(hist[:clip_start_idx]) * (clipping_scalar**2 / (3 * 4**bit_num))
-    j2 = 0.0
-    for idx in range(clip_start_idx, len(hist)):
-        x = (bin_edges[idx + 1] + bin_edges[idx]) / 2
-        j2 += (clipping_scalar - x) ** 2 * hist[idx]
-    return j1 + j2
