@@ -48,32 +48,26 @@ def sorted_magnitudes(x: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(**_JIT)
+def _neumaier_add(total, comp, v):
+    """One step of compensated (Kahan-Babuska-Neumaier) summation."""
+    t = total + v
+    if abs(total) >= abs(v):
+        comp += (total - t) + v
+    else:
+        comp += (v - t) + total
+    return t, comp
+
+
+@nb.njit(**_JIT)
 def prefix_sums(y):
-    """Compensated (Kahan-Babuska) prefix sums of ``y`` and ``y**2``, length n + 1."""
+    """Compensated prefix sums of ``y`` and ``y**2``, length n + 1 (each within an ulp)."""
     n = y.size
-    p1 = np.empty(n + 1)
-    p2 = np.empty(n + 1)
-    s1 = 0.0
-    c1 = 0.0
-    s2 = 0.0
-    c2 = 0.0
-    p1[0] = 0.0
-    p2[0] = 0.0
+    p1 = np.zeros(n + 1)
+    p2 = np.zeros(n + 1)
+    s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0
     for i in range(n):
-        v = y[i]
-        t = s1 + v
-        if abs(s1) >= abs(v):
-            c1 += (s1 - t) + v
-        else:
-            c1 += (v - t) + s1
-        s1 = t
-        v2 = v * v
-        t = s2 + v2
-        if abs(s2) >= abs(v2):
-            c2 += (s2 - t) + v2
-        else:
-            c2 += (v2 - t) + s2
-        s2 = t
+        s1, c1 = _neumaier_add(s1, c1, y[i])
+        s2, c2 = _neumaier_add(s2, c2, y[i] * y[i])
         p1[i + 1] = s1 + c1
         p2[i + 1] = s2 + c2
     return p1, p2
