@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 from fastapi import FastAPI
 
 from octav_core import __version__
@@ -24,9 +27,28 @@ Every error is JSON: `{"error": message, "code": name, "status": int}`.
 """
 
 
+def limit_malloc_arenas(arenas: int | None) -> bool:
+    """``mallopt(M_ARENA_MAX, arenas)`` on glibc; True when applied.
+
+    glibc gives each thread that allocates its own arena (up to 8 per core); with worker threads
+    allocating and freeing multi-MB buffers, memory held by idle arenas makes RSS creep.
+    """
+    if arenas is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, int(arenas)))
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service with ``settings`` (default: from ``OCTAV_*`` environment variables)."""
     settings = settings or get_settings()
+    limit_malloc_arenas(settings.malloc_arena_max)
     app = FastAPI(title="OCTAV service", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.gate = ComputeGate(settings.max_concurrency, settings.compute_threads, settings.retry_after_s)

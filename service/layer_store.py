@@ -122,7 +122,7 @@ class LayerStore:
         """A results JSON file (None if absent), parsed once per version of the file."""
         try:
             st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # absent, or a name no file can have (an index of 300 digits)
             return None
         version = (st.st_mtime_ns, st.st_size)
         with self._cache_lock:

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     compute_threads: int = Field(max(os.cpu_count() or 1, 1), gt=0,
                                  description="worker threads for decoding and the engine")
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")
+    malloc_arena_max: int | None = Field(
+        2, ge=1, description="glibc malloc arenas (mallopt M_ARENA_MAX) for this process: few arenas keep "
+                             "the memory of many threads handling multi-MB bodies flat; null leaves glibc's default")
     max_curve_points: int = Field(1000, gt=0, description="most clips one /curve request may ask for")
     layer_bits: list[int] = Field([2, 3, 4, 5, 6, 8], description="bit-widths of an on-demand layer analysis")
     layer_grid: str = Field("paper", description="grid of an on-demand layer analysis")

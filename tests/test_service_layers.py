@@ -80,6 +80,7 @@ def test_curve_from_the_record_and_for_other_bits(env):
 @pytest.mark.parametrize("url,status,fragment", [
     ("/layers/3", 404, "no layer #3; its layers are #1..#2"),
     ("/layers/0", 404, "numbered from 1"),
+    ("/layers/" + "9" * 300, 404, "its layers are #1..#2"),
     ("/layers/abc", 422, "path.index"),
     ("/layers?checkpoint=nope", 404, "valid checkpoints: "),
     ("/layers/1?checkpoint=../../etc/passwd", 404, "unknown checkpoint '../../etc/passwd'"),

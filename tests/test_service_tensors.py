@@ -272,3 +272,53 @@ def test_openapi_documents_every_content_type_and_error(client):
     assert "ClipIn" in spec["components"]["schemas"] and "InferRequest" in spec["components"]["schemas"]
     assert {"404", "503"} <= set(spec["paths"]["/layers/{index}"]["get"]["responses"])
     assert client.get("/docs").status_code == 200
+
+
+# ----------------------------------------------------------------------------- property: 200 or 422, never 500
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZES = {"FP16": 2, "BF16": 2, "FP32": 4, "FP64": 8}
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(datatype=st.sampled_from(sorted(SIZES)), dims=st.lists(st.integers(0, 6), max_size=3),
+       payload=st.binary(max_size=600), bits=st.integers(-1, 18), grid=st.sampled_from(["paper", "int", "uint", "x"]),
+       axis=st.one_of(st.none(), st.integers(-4, 4)))
+def test_any_binary_body_gives_200_or_a_named_422(client, datatype, dims, payload, bits, grid, axis):
+    params = {"shape": ",".join(map(str, dims)), "datatype": datatype, "bits": bits, "grid": grid}
+    if axis is not None:
+        params["axis"] = axis
+    if np.prod(dims, dtype=np.int64) * SIZES[datatype] <= len(payload) and dims:
+        payload = payload[: int(np.prod(dims)) * SIZES[datatype]]  # often a body of the right length
+    r = client.post("/clip", params=params, content=payload, headers=RAW)
+    assert r.status_code in (200, 422), r.text
+    assert r.json()["error"] if r.status_code == 422 else "clip" in r.json()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(datatype=st.sampled_from(sorted(SIZES)),
+       values=st.lists(st.floats(-1e4, 1e4, allow_nan=False, width=16), min_size=1, max_size=64),
+       rows=st.sampled_from([1, 2, 4]), bits=st.integers(1, 16), grid=st.sampled_from(["paper", "int"]),
+       per_row=st.booleans())
+def test_finite_tensors_give_the_engines_clip(client, datatype, values, rows, bits, grid, per_row):
+    from service.decoding import DATATYPES, from_bytes
+
+    n = len(values) - len(values) % rows or rows
+    x = np.resize(np.asarray(values, np.float32), n).reshape(rows, -1)
+    if datatype == "BF16":
+        payload = (x.view(np.uint32) >> 16).astype("<u2").tobytes()
+    else:
+        payload = x.astype(DATATYPES[datatype].wire).tobytes()
+    params = {"shape": f"{rows},{n // rows}", "datatype": datatype, "bits": bits, "grid": grid}
+    if per_row:
+        params["axis"] = 0
+    r = client.post("/clip", params=params, content=payload, headers=RAW)
+    decoded = from_bytes(payload, (rows, n // rows), DATATYPES[datatype])
+    if grid == "int" and bits < 2:
+        assert r.status_code == 422 and "needs bits >= 2" in r.json()["error"]
+        return
+    assert r.status_code == 200, r.text
+    ref = optimal_clip(decoded, bits=bits, grid=grid, axis=0 if per_row else None)
+    np.testing.assert_allclose(r.json()["clip"], ref.clip, rtol=1e-12)
+    assert r.json()["shape"] == [rows, n // rows]
