@@ -41,10 +41,28 @@ def _abs_bits_f32(x):
 
 
 def sorted_magnitudes(x: np.ndarray) -> np.ndarray:
-    """``sort(|x|)`` as float64 (a radix sort for float32, numpy's sort otherwise)."""
+    """``sort(|x|)``: float32 by a radix sort for float32 input, else float64 by numpy's sort."""
     if x.dtype == np.float32:
-        return _radix_sort_u32(_abs_bits_f32(np.ascontiguousarray(x))).view(np.float32).astype(np.float64)
+        return _radix_sort_u32(_abs_bits_f32(np.ascontiguousarray(x))).view(np.float32)
     return np.sort(np.abs(x.astype(np.float64)))
+
+
+@nb.njit(**_JIT)
+def count_at_most(y, values):
+    """For each value, how many of the ascending ``y`` are <= it (no dtype conversion of ``y``)."""
+    out = np.empty(values.size, np.int64)
+    for i in range(values.size):
+        v = values[i]
+        lo = 0
+        hi = y.size
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if y[mid] <= v:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[i] = lo
+    return out
 
 
 @nb.njit(**_JIT)
@@ -66,8 +84,9 @@ def prefix_sums(y):
     p2 = np.zeros(n + 1)
     s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0
     for i in range(n):
-        s1, c1 = _neumaier_add(s1, c1, y[i])
-        s2, c2 = _neumaier_add(s2, c2, y[i] * y[i])
+        v = np.float64(y[i])
+        s1, c1 = _neumaier_add(s1, c1, v)
+        s2, c2 = _neumaier_add(s2, c2, v * v)
         p1[i + 1] = s1 + c1
         p2[i + 1] = s2 + c2
     return p1, p2

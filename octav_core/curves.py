@@ -14,7 +14,7 @@ import numpy as np
 from . import _kernels
 from .grids import DEFAULT_GRID, Grid, check_bits, get_grid
 from .quantize import check_tensor
-from .tensors import is_torch_tensor
+from .tensors import is_torch_tensor, report_bad_values
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,20 @@ class SortedMagnitudes:
     ``empirical(s)`` and ``theoretical(s)`` evaluate exactly at any clip: every quantiser cell
     ``[(k - 1/2) D, (k + 1/2) D)`` is a contiguous run of the sorted magnitudes, whose error is
     ``sum y**2 - 2 k D sum y + (k D)**2 n``.
+
+    Build it once to evaluate many curves of one tensor: :func:`empirical_mse`,
+    :func:`theoretical_mse`, :func:`mse_curve` and :func:`best_empirical_clip` accept it in
+    place of the tensor.
     """
 
     def __init__(self, x: Any):
+        x = check_tensor(x, "paper")
         x = _host(x)
         self.numel = x.size
+        self.has_negatives = bool((x < 0).any())
         self.y = _kernels.sorted_magnitudes(x.reshape(-1))
         self.p1, self.p2 = _kernels.prefix_sums(self.y)
-        self.zeros = int(np.searchsorted(self.y, 0.0, side="right"))
+        self.zeros = int(_kernels.count_at_most(self.y, np.zeros(1))[0])
         self.max = float(self.y[-1])
 
     def _range_sums(self, lo, hi):
@@ -58,18 +64,31 @@ class SortedMagnitudes:
         """``J(s) = (c s**2 N_in(s) + sum_{y>s} (y - s)**2) / N`` at each clip."""
         clips = np.atleast_1d(np.asarray(clips, dtype=np.float64))
         c = grid.noise_constant(bits)
-        split = np.searchsorted(self.y, clips, side="right")
+        split = _kernels.count_at_most(self.y, clips)
         n_out, s_out, q_out = self._range_sums(split, self.y.size)
         n_in = split - (self.zeros if exclude_zeros else 0)
         return (c * clips**2 * n_in + q_out - 2 * clips * s_out + clips**2 * n_out) / self.numel
 
 
 def _host(x: Any) -> np.ndarray:
+    """A numpy array of a numpy array or tensor (half formats widened to float32)."""
     if is_torch_tensor(x):
+        import torch
+
         x = x.detach().cpu()
-        x = x.float() if x.dtype not in (x.new_empty(0, dtype=__import__("torch").float64).dtype,) else x
-        return x.numpy()
-    return np.asarray(x)
+        return (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()
+    x = np.asarray(x)
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def magnitudes(x: Any, grid: Grid) -> SortedMagnitudes:
+    """``x`` as :class:`SortedMagnitudes` (built and checked unless it already is one)."""
+    mags = x if isinstance(x, SortedMagnitudes) else SortedMagnitudes(x)
+    if not grid.signed and mags.has_negatives:
+        if mags is not x:
+            report_bad_values(x, grid)  # names how many and where
+        raise ValueError(f"grid {grid.name!r} is unsigned (for x >= 0) but the tensor has negative values")
+    return mags
 
 
 def _clip_array(clips) -> tuple[np.ndarray, bool]:
@@ -86,7 +105,7 @@ def empirical_mse(x: Any, clips: Any, bits: int = 4, grid: str = DEFAULT_GRID):
     g = get_grid(grid)
     check_bits(bits, g)
     arr, scalar = _clip_array(clips)
-    values = SortedMagnitudes(check_tensor(x, g.name)).empirical(arr, bits, g)
+    values = magnitudes(x, g).empirical(arr, bits, g)
     return float(values[0]) if scalar else values
 
 
@@ -101,11 +120,13 @@ def theoretical_mse(x: Any, clips: Any, bits: int = 4, grid: str = DEFAULT_GRID,
     g = get_grid(grid)
     check_bits(bits, g)
     arr, scalar = _clip_array(clips)
-    x = check_tensor(x, g.name)
     if method == "exact":
-        values = SortedMagnitudes(x).theoretical(arr, bits, g, exclude_zeros)
+        values = magnitudes(x, g).theoretical(arr, bits, g, exclude_zeros)
     elif method == "histogram":
-        values = _histogram_theoretical(_host(x), arr, g.noise_constant(bits), exclude_zeros, bins)
+        if isinstance(x, SortedMagnitudes):
+            raise ValueError("method='histogram' needs the tensor itself, not its sorted magnitudes")
+        values = _histogram_theoretical(_host(check_tensor(x, g.name)), arr, g.noise_constant(bits), exclude_zeros,
+                                        bins)
     else:
         raise ValueError(f"method must be 'exact' or 'histogram', got {method!r}")
     return float(values[0]) if scalar else values
@@ -132,7 +153,7 @@ def mse_curve(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, clips: Any = None
     """Empirical and theoretical MSE at ``num`` clips evenly spaced over (0, max|x|] (or at ``clips``)."""
     g = get_grid(grid)
     check_bits(bits, g)
-    mags = SortedMagnitudes(check_tensor(x, g.name))
+    mags = magnitudes(x, g)
     if clips is None:
         if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")

@@ -23,10 +23,8 @@ import numba as nb
 import numpy as np
 
 from . import _kernels
-from .curves import SortedMagnitudes
+from .curves import magnitudes
 from .grids import DEFAULT_GRID, check_bits, get_grid
-from .quantize import check_tensor
-from .solver import optimal_clip
 
 MAX_ORACLE_BITS = 10  # the work grows as 4**bits: (levels) x (intervals needed to separate them)
 
@@ -83,6 +81,8 @@ def best_empirical_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, rtol: f
                         max_rounds: int = 200) -> tuple[float, float]:
     """``(clip, mse)``: the clip in (0, max|x|] that minimises ``mean((x - Q(x))**2)``.
 
+    ``x`` is a tensor, or its :class:`~octav_core.curves.SortedMagnitudes` to share one sort.
+
     Certified: no clip in (0, max|x|] has an MSE below ``mse / (1 + rtol)``.  Clips above
     max|x| clip nothing and are not searched.  Costs one sort of |x| (a radix sort for float32)
     plus O(2**B log n) per examined interval; ``bits`` up to 10.
@@ -99,16 +99,14 @@ def best_empirical_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, rtol: f
     bits = check_bits(bits, g)
     if bits > MAX_ORACLE_BITS:
         raise ValueError(f"best_empirical_clip supports bits <= {MAX_ORACLE_BITS} (its cost grows as 4**bits), got {bits}")
-    x = check_tensor(x, g.name)
-    mags = SortedMagnitudes(x)
+    mags = magnitudes(x, g)
     if mags.max == 0:
         return 0.0, 0.0
     kmax = g.kmax(bits)
     y, p1, p2 = mags.y, mags.p1, mags.p2
 
-    # Incumbent: OCTAV's clip and a coarse scan.
-    starts = np.linspace(mags.max / 256, mags.max, 256)
-    starts = np.append(starts, min(optimal_clip(x, bits=bits, grid=g.name).clip, mags.max) or mags.max)
+    # Incumbent: the best of a coarse scan.
+    starts = np.linspace(mags.max / 512, mags.max, 512)
     errs = _kernels.empirical_mse_sorted(y, p1, p2, starts, kmax)
     best = int(np.argmin(errs))
     best_s, best_e = float(starts[best]), float(errs[best])

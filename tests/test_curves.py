@@ -71,3 +71,17 @@ def test_mse_curve_spans_zero_to_max_and_its_minimum_is_near_octav():
 def test_curve_inputs_are_checked(call, match):
     with pytest.raises(ValueError, match=match):
         call(np.ones(10))
+
+
+def test_sorted_magnitudes_are_shared_across_calls():
+    from octav_core.curves import SortedMagnitudes
+
+    from octav_core import best_empirical_clip
+
+    x = np.random.default_rng(3).normal(size=20_000).astype(np.float32)
+    mags = SortedMagnitudes(x)
+    assert np.allclose(mse_curve(mags, bits=3).empirical_mse, mse_curve(x, bits=3).empirical_mse, rtol=1e-12)
+    assert theoretical_mse(mags, 1.5, bits=5) == theoretical_mse(x, 1.5, bits=5)
+    assert best_empirical_clip(mags, bits=4) == best_empirical_clip(x, bits=4)
+    with pytest.raises(ValueError, match="unsigned"):
+        empirical_mse(mags, 1.0, grid="uint")
