@@ -75,3 +75,11 @@ def wire_query(
 
 QuantiserQueryDep = Annotated[QuantiserQuery, Depends(quantiser_query)]
 WireQueryDep = Annotated[WireQuery, Depends(wire_query)]
+
+
+def check_query_names(request: Request, allowed: frozenset[str], hint: str = "") -> None:
+    """422 for a query parameter the route does not read (``bit=8`` would otherwise be ignored silently)."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise bad_input(f"unknown query parameter(s) {', '.join(map(repr, unknown))}{hint}; "
+                        f"this route reads {', '.join(sorted(allowed))}")

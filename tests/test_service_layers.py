@@ -87,6 +87,7 @@ def test_curve_from_the_record_and_for_other_bits(env):
     ("/layers/1/curve?bits=17", 422, "query.bits"),
     ("/layers/1/curve?bits=1&grid=int", 422, "grid 'int' needs bits >= 2"),
     ("/layers/1/curve?grid=nope", 422, "query.grid"),
+    ("/layers/1/curve?bit=8", 422, "unknown query parameter(s) 'bit'"),
 ])
 def test_layer_errors(env, url, status, fragment):
     client = env[0]

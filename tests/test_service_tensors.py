@@ -245,6 +245,13 @@ def test_curve_errors(client):
     assert_error(client.post("/curve?num=0", json={"tensor": oip(X)}), 422, "query.num")
 
 
+def test_422_unknown_query_parameters(client):
+    assert_error(client.post("/clip", params={"shape": "16,64", "bit": 8}, content=X.tobytes(), headers=RAW), 422,
+                 "unknown query parameter(s) 'bit'", "bits")
+    assert_error(client.post("/curve", params={"shape": "16,64", "axis": 0}, content=X.tobytes(), headers=RAW), 422,
+                 "'axis'", "a curve is per tensor")
+
+
 def test_503_with_retry_after_when_the_gate_is_full(client):
     gate = client.app.state.gate
     gate.in_flight = gate.max_in_flight

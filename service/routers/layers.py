@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from octav_core.grids import MAX_BITS, MIN_BITS, check_bits, get_grid
 
-from ..dependencies import GateDep
+from ..dependencies import GateDep, check_query_names
 from ..errors import bad_input
 from ..layer_store import LayerStore
 from ..schemas import CatalogOut, GridName, LayerCurveOut, error_responses
@@ -44,16 +44,19 @@ class LayerRecordOut(BaseModel):
 
 
 @router.get("", response_model=CatalogOut, responses=error_responses(404, 503), summary="Layer catalog")
-async def list_layers(store: StoreDep, checkpoint: CheckpointQuery = None) -> JSONResponse:
+async def list_layers(request: Request, store: StoreDep, checkpoint: CheckpointQuery = None) -> JSONResponse:
     """The checkpoint's layers (index, name, shape, numel) and whether each is analysed already."""
+    check_query_names(request, frozenset({"checkpoint"}))
     cid, spec = store.resolve(checkpoint)
     return JSONResponse(await anyio.to_thread.run_sync(store.catalog, cid, spec))
 
 
 @router.get("/{index}", response_model=LayerRecordOut, responses=error_responses(404, 503),
             summary="One layer's analysis at every bit-width")
-async def get_layer(index: IndexPath, store: StoreDep, gate: GateDep, checkpoint: CheckpointQuery = None) -> JSONResponse:
+async def get_layer(request: Request, index: IndexPath, store: StoreDep, gate: GateDep,
+                    checkpoint: CheckpointQuery = None) -> JSONResponse:
     """From ``results/{ckpt}/layers/{index}.json``; computed from the checkpoint and written there if absent."""
+    check_query_names(request, frozenset({"checkpoint"}))
     _, record, source = await store.record(checkpoint, index, gate)
     return JSONResponse(record, headers={"X-Octav-Source": source})
 
@@ -61,11 +64,12 @@ async def get_layer(index: IndexPath, store: StoreDep, gate: GateDep, checkpoint
 @router.get("/{index}/curve", response_model=LayerCurveOut, responses=error_responses(404, 422, 503),
             summary="One layer's MSE curve at one bit-width")
 async def get_layer_curve(
-    index: IndexPath, store: StoreDep, gate: GateDep, checkpoint: CheckpointQuery = None,
+    request: Request, index: IndexPath, store: StoreDep, gate: GateDep, checkpoint: CheckpointQuery = None,
     bits: Annotated[int, Query(ge=MIN_BITS, le=MAX_BITS, description="bit-width B")] = 4,
     grid: Annotated[GridName, Query(description="quantiser grid")] = "paper",
 ) -> JSONResponse:
     """Empirical and theoretical MSE over (0, max|w|], with the OCTAV clip and its theoretical MSE."""
+    check_query_names(request, frozenset({"checkpoint", "bits", "grid"}))
     try:
         check_bits(bits, get_grid(grid))
     except ValueError as exc:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..compute import clip_payload, curve_payload, merge_field, merge_quantiser, read_tensor
-from ..dependencies import GateDep, QuantiserQueryDep, SettingsDep, WireQueryDep
+from ..dependencies import GateDep, QuantiserQueryDep, SettingsDep, WireQueryDep, check_query_names
 from ..limits import body_kind, read_body
 from ..openapi import tensor_request_body
 from ..schemas import ClipIn, ClipOut, CurveIn, CurveOut, error_responses
@@ -16,6 +16,9 @@ from ..schemas import ClipIn, ClipOut, CurveIn, CurveOut, error_responses
 router = APIRouter(tags=["tensors"])
 
 ERRORS = error_responses(413, 415, 422, 503)
+COMMON_QUERY = frozenset({"bits", "grid", "exclude_zeros", "shape", "datatype", "tensor"})
+CLIP_QUERY = COMMON_QUERY | {"axis", "block_size"}
+CURVE_QUERY = COMMON_QUERY | {"num", "clips"}
 
 
 def body_limit(kind: str, settings) -> int:
@@ -36,6 +39,7 @@ async def post_clip(
 
     ``clip``, ``theoretical_mse`` and ``empirical_mse`` are lists when ``axis`` or ``block_size`` is given.
     """
+    check_query_names(request, CLIP_QUERY)
     async with gate.slot():
         kind = body_kind(request)
         body = await read_body(request, body_limit(kind, settings))
@@ -60,6 +64,7 @@ async def post_curve(
     clips: Annotated[list[float] | None, Query(description="explicit clips (repeat the parameter)")] = None,
 ) -> JSONResponse:
     """``mean((x - Q(x))**2)`` and ``J(s)`` at each clip, plus the OCTAV optimum (whole tensor)."""
+    check_query_names(request, CURVE_QUERY, " (a curve is per tensor: no axis or block_size)")
     async with gate.slot():
         kind = body_kind(request)
         body = await read_body(request, body_limit(kind, settings))
