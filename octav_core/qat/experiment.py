@@ -23,13 +23,17 @@ and ``ptq-octav`` (:class:`OctavObserver`), all per tensor, and ``ptq-octav-perc
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.ao.quantization import FakeQuantize, HistogramObserver, MinMaxObserver
+
+with warnings.catch_warnings():  # see octav_core.qat.observer
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from torch.ao.quantization import FakeQuantize, HistogramObserver, MinMaxObserver
 
 from .model import QuantizedLayer, quantize_model, wrap_layers
 from .observer import OctavObserver

@@ -24,11 +24,12 @@ Combining batches: each batch's OCTAV clip ``s_t`` is solved exactly by
 = None``) or an exponential moving average (``averaging_constant = a``).  State is two buffers, so
 ``state_dict`` just works and the update never leaves the device.
 
-Mapping to torchao's pt2e API (``torchao.quantization.pt2e``): pt2e observers are the same
-``ObserverBase`` subclasses, handed to a ``Quantizer`` through
+Mapping to torchao's pt2e API (``torchao.quantization.pt2e``; torch itself no longer ships
+``quantize_pt2e``): a ``Quantizer`` annotates nodes with
 ``QuantizationSpec(dtype, quant_min, quant_max, qscheme, ch_axis, observer_or_fake_quant_ctr=
-OctavObserver.with_args(...))``; ``prepare_pt2e`` calls ``forward`` and ``convert_pt2e`` calls
-``calculate_qparams`` exactly as eager ``prepare``/``convert`` do here.
+OctavObserver.with_args(...))``; ``prepare_pt2e`` inserts and calls the observer's ``forward``,
+and ``convert_pt2e`` reads ``calculate_qparams()``, ``dtype``, ``qscheme``, ``quant_min``,
+``quant_max`` and ``ch_axis``, exactly the surface that eager ``prepare``/``convert`` use.
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch.ao.quantization.observer import UniformQuantizationObserverBase
+
+with warnings.catch_warnings():
+    # torch.ao.quantization announces its move to torchao; the observer base class is what both
+    # use, so a DeprecationWarning turned into an error (-W error, pytest) must not stop an import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from torch.ao.quantization.observer import UniformQuantizationObserverBase
 
 from ..grids import MAX_BITS, MIN_BITS, get_grid
 from .fake_quant import check_averaging_constant, compute_clip, update_running
