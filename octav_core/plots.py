@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(curves: dict, bits: int, path: str, title: str | None = None) -> None:
@@ -76,8 +77,8 @@ def figure1a(records: list, bits: int, paths, title: str | None = None) -> None:
                 label="OCTAV optimum")
         ax.axvline(octav["clip"], color="C3", lw=0.8, ls=":")
         ax.annotate(f"s* = {octav['clip']:.4g}\nMSE = {octav['empirical_mse']:.3g}",
-                    (octav["clip"], octav["theoretical_mse"]), textcoords="offset points", xytext=(8, 10),
-                    color="C3", fontsize=9)
+                    (octav["clip"], octav["theoretical_mse"]), textcoords="offset points", xytext=(10, 28),
+                    color="C3", fontsize=9, arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
         ax.set_yscale("log")
         ax.set_xlabel("clipping scalar s")
         ax.set_ylabel("MSE per element")
@@ -165,6 +166,7 @@ def clip_by_layer(records: list, paths) -> None:
     bottom.set_xlabel("layer")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save(fig, paths)
 
@@ -173,7 +175,7 @@ def clip_by_layer(records: list, paths) -> None:
 CALIBRATORS = (
     ("max_calibration", "max |w|"),
     ("percentile_calibration", "99.99th percentile"),
-    ("scan", "200-point scan (seed)"),
+    ("scan", "{points}-point scan (seed)"),
     ("octav", "OCTAV"),
     ("best_empirical", "best empirical clip"),
 )
@@ -191,6 +193,7 @@ def calibrators(records: list, bits: int, paths) -> None:
     markers = "v^sox"
     for (key, label), marker in zip(CALIBRATORS, markers):
         sq = [e[key]["sqnr_db"] for e in entries]
+        label = label.format(points=entries[0]["scan"].get("points", "?")) if key == "scan" else label
         top.plot(xs, [nan if v is None else v for v in sq], marker, ms=4, ls="none", label=label, alpha=0.85)
         gap = [nan if v is None or b is None else b - v for v, b in zip(sq, best)]
         bottom.plot(xs, gap, marker, ms=4, ls="none", alpha=0.85)
@@ -201,5 +204,6 @@ def calibrators(records: list, bits: int, paths) -> None:
     bottom.set_xlabel("layer")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save(fig, paths)

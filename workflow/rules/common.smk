@@ -112,9 +112,9 @@ def selected_layers(ckpt):
     return [by_index[i] for i in sorted(config["layers"])]
 
 
-def layer_mem_mb(wildcards, input):
+def layer_mem_mb(wildcards):
     """Python + numba (~400 MB) plus ~80 bytes per weight (float64 sorted copy, prefix sums, moments)."""
-    with open(input.catalog) as handle:
+    with open(f"results/{wildcards.ckpt}/layers.json") as handle:
         layers = {layer["index"]: layer for layer in json.load(handle)["layers"]}
     numel = layers.get(int(wildcards.index), {"numel": 0})["numel"]
     return 500 + 80 * numel // 1_000_000
