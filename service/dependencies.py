@@ -1,4 +1,8 @@
-"""Typed dependencies of the routers: settings, the compute gate, the common query parameters."""
+"""Typed dependencies of the routers: settings, the compute gate, the common query parameters.
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency on a worker thread,
+a thread hop per dependency per request for what are a few attribute reads.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from .schemas import GridName
 from .settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_gate(request: Request) -> ComputeGate:
+async def get_gate(request: Request) -> ComputeGate:
     return request.app.state.gate
 
 
@@ -39,7 +43,7 @@ class QuantiserQuery:
     exclude_zeros: bool | None
 
 
-def quantiser_query(
+async def quantiser_query(
     bits: Annotated[int | None, Query(ge=MIN_BITS, le=MAX_BITS, description="bit-width B (default 4)")] = None,
     grid: Annotated[GridName | None, Query(description="quantiser grid (default paper)")] = None,
     exclude_zeros: Annotated[bool | None, Query(description="exact zeros cost nothing (default true)")] = None,
@@ -56,7 +60,7 @@ class WireQuery:
     tensor: str | None
 
 
-def wire_query(
+async def wire_query(
     shape: Annotated[list[str] | None, Query(
         description="octet-stream only: dimensions, repeated (shape=2&shape=3) or comma-separated (shape=2,3)",
         max_length=32)] = None,

@@ -61,7 +61,7 @@ def from_validation(exc: ValidationError, prefix: tuple = ()) -> ApiError:
     return ApiError(422, "invalid_input", message, errors=items)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type", 503: "unavailable"}
 
 

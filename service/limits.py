@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import anyio
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .errors import ApiError, payload_too_large
 
@@ -44,20 +44,28 @@ class ComputeGate:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
 
-async def read_body(request: Request, limit: int) -> bytearray:
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytearray:
     """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes.
 
     A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked or
-    lying body is refused when the running count passes the limit.
+    lying body is refused when the running count passes the limit.  A body still incomplete after
+    ``timeout_s`` seconds is a 408 (a trickling client must not hold a compute slot forever).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise payload_too_large(int(declared), limit)
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise payload_too_large(None, limit)
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                buf += chunk
+                if len(buf) > limit:
+                    raise payload_too_large(None, limit)
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"the request body was not received within {timeout_s:g} s "
+                                              f"({len(buf)} bytes arrived)") from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client disconnected before the body was complete") from None
     return buf
 
 

@@ -147,6 +147,7 @@ class LayerCurveOut(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     404: "unknown layer or checkpoint (the message lists the valid ones)",
+    408: "the body did not arrive within the body timeout",
     413: "request body over the limit (checked before the body is read)",
     415: "unsupported Content-Type",
     422: "unusable input: the message names the field or the problem",

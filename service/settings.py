@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(
         64 * MiB, gt=0,
         description="largest JSON request body: a JSON number list costs ~30x its binary size in memory")
+    body_timeout_s: float = Field(60.0, gt=0, description="seconds a client may take to send its body (408 after)")
     max_concurrency: int = Field(16, gt=0, description="tensor requests in flight at once; more get 503")
     compute_threads: int = Field(max(os.cpu_count() or 1, 1), gt=0,
                                  description="worker threads for decoding and the engine")

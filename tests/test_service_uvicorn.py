@@ -36,7 +36,7 @@ def server(tmp_path_factory):
     env = os.environ | {
         "OCTAV_MAX_CONCURRENCY": "1", "OCTAV_MAX_BODY_BYTES": str(4 << 20), "OCTAV_DEFAULT_CHECKPOINT": "tiny",
         "OCTAV_ALLOWED_CHECKPOINT_PATHS": json.dumps([str(root / "ckpts")]), "OCTAV_LAYER_BITS": "[2, 4]",
-        "OCTAV_LAYER_CURVE_POINTS": "50", "OCTAV_RETRY_AFTER_S": "2",
+        "OCTAV_LAYER_CURVE_POINTS": "50", "OCTAV_RETRY_AFTER_S": "2", "OCTAV_BODY_TIMEOUT_S": "4",
     }
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "octav_core.cli", "serve", "--host", "127.0.0.1", "--port",
@@ -129,6 +129,18 @@ def test_503_with_retry_after_while_the_only_slot_is_busy(server):
         assert status == 200 and json.loads(reply)["clip"] == pytest.approx(optimal_clip(X[:4]).clip, rel=1e-12)
     finally:
         slow.close()
+
+
+def test_408_for_a_body_that_stops_arriving(server):
+    head = (f"POST /clip?shape=4 HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: 16\r\n\r\n")
+    sock = raw_request(server["port"], head, b"\0" * 5)
+    start = time.monotonic()
+    status, _, body = read_response(sock)
+    sock.close()
+    assert status == 408 and 3.5 < time.monotonic() - start < 30
+    assert json.loads(body)["error"] == "the request body was not received within 4 s (5 bytes arrived)"
+    assert httpx.get(f"{server['base']}/health/live").status_code == 200
 
 
 def test_layers_computed_and_written_by_the_server(server):

@@ -168,7 +168,7 @@ async def model_ready() -> Response:
     return Response(status_code=200)
 
 
-@router.post(f"/models/{MODEL}/infer", response_model=InferResponse, responses=error_responses(413, 415, 422, 503),
+@router.post(f"/models/{MODEL}/infer", response_model=InferResponse, responses=error_responses(408, 413, 415, 422, 503),
              summary="OCTAV clip of one tensor (Open Inference Protocol)", openapi_extra=REQUEST_BODY)
 async def infer(request: Request, settings: SettingsDep, gate: GateDep) -> Response:
     """``/clip`` under the Open Inference Protocol; errors are ``{"error": message, ...}`` as the protocol says."""
@@ -177,9 +177,9 @@ async def infer(request: Request, settings: SettingsDep, gate: GateDep) -> Respo
         if header_length is None:
             if request.headers.get("content-type"):
                 body_kind(request, {"application/json": "json"})
-            body = await read_body(request, settings.max_json_body_bytes)
+            body = await read_body(request, settings.max_json_body_bytes, settings.body_timeout_s)
         else:
-            body = await read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         payload, binary = await gate.run(_infer, body, header_length)
     if binary is None:
         return JSONResponse(payload)

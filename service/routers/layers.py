@@ -19,7 +19,7 @@ from ..schemas import CatalogOut, GridName, LayerCurveOut, error_responses
 router = APIRouter(prefix="/layers", tags=["layers"])
 
 
-def get_store(request: Request) -> LayerStore:
+async def get_store(request: Request) -> LayerStore:
     return request.app.state.layer_store
 
 

@@ -15,7 +15,7 @@ from ..schemas import ClipIn, ClipOut, CurveIn, CurveOut, error_responses
 
 router = APIRouter(tags=["tensors"])
 
-ERRORS = error_responses(413, 415, 422, 503)
+ERRORS = error_responses(408, 413, 415, 422, 503)
 COMMON_QUERY = frozenset({"bits", "grid", "exclude_zeros", "shape", "datatype", "tensor"})
 CLIP_QUERY = COMMON_QUERY | {"axis", "block_size"}
 CURVE_QUERY = COMMON_QUERY | {"num", "clips"}
@@ -42,7 +42,7 @@ async def post_clip(
     check_query_names(request, CLIP_QUERY)
     async with gate.slot():
         kind = body_kind(request)
-        body = await read_body(request, body_limit(kind, settings))
+        body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
         def work():
             envelope, x = read_tensor(kind, body, wire, ClipIn)
@@ -67,7 +67,7 @@ async def post_curve(
     check_query_names(request, CURVE_QUERY, " (a curve is per tensor: no axis or block_size)")
     async with gate.slot():
         kind = body_kind(request)
-        body = await read_body(request, body_limit(kind, settings))
+        body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
         def work():
             envelope, x = read_tensor(kind, body, wire, CurveIn)
