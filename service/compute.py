@@ -16,9 +16,10 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from octav_core import mse_curve, optimal_clip
+from octav_core.grids import DEFAULT_GRID
 
 from . import decoding
-from .dependencies import DEFAULT_BITS, DEFAULT_GRID, QuantiserQuery, WireQuery
+from .dependencies import DEFAULT_BITS, QuantiserQuery, WireQuery
 from .errors import ApiError, bad_input, from_validation
 
 

@@ -30,8 +30,7 @@ async def get_gate(request: Request) -> ComputeGate:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 GateDep = Annotated[ComputeGate, Depends(get_gate)]
 
-DEFAULT_BITS = 4
-DEFAULT_GRID = "paper"
+DEFAULT_BITS = 4  # optimal_clip's default
 
 
 @dataclass

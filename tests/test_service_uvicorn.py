@@ -132,8 +132,8 @@ def test_503_with_retry_after_while_the_only_slot_is_busy(server):
 
 
 def test_408_for_a_body_that_stops_arriving(server):
-    head = (f"POST /clip?shape=4 HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
-            f"Content-Length: 16\r\n\r\n")
+    head = ("POST /clip?shape=4 HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Length: 16\r\n\r\n")
     sock = raw_request(server["port"], head, b"\0" * 5)
     start = time.monotonic()
     status, _, body = read_response(sock)

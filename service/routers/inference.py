@@ -22,11 +22,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from octav_core import __version__
-from octav_core.grids import MAX_BITS, MIN_BITS
+from octav_core.grids import DEFAULT_GRID, MAX_BITS, MIN_BITS
 
 from .. import decoding
 from ..compute import Quantiser, clip_payload, engine_errors
-from ..dependencies import DEFAULT_BITS, DEFAULT_GRID, GateDep, SettingsDep
+from ..dependencies import DEFAULT_BITS, GateDep, SettingsDep
 from ..errors import bad_input, from_validation
 from ..limits import body_kind, read_body
 from ..schemas import GridName, error_responses
@@ -168,7 +168,11 @@ async def model_ready() -> Response:
     return Response(status_code=200)
 
 
-@router.post(f"/models/{MODEL}/infer", response_model=InferResponse, responses=error_responses(408, 413, 415, 422, 503),
+@router.post(f"/models/{MODEL}/infer", response_model=InferResponse,
+             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "JSON; or, when binary outputs were asked for, the JSON response "
+                                             "(Inference-Header-Content-Length bytes) followed by the raw outputs"},
+                        **error_responses(408, 413, 415, 422, 503)},
              summary="OCTAV clip of one tensor (Open Inference Protocol)", openapi_extra=REQUEST_BODY)
 async def infer(request: Request, settings: SettingsDep, gate: GateDep) -> Response:
     """``/clip`` under the Open Inference Protocol; errors are ``{"error": message, ...}`` as the protocol says."""

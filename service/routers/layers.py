@@ -43,7 +43,7 @@ class LayerRecordOut(BaseModel):
     bits: dict[str, dict[str, Any]]
 
 
-@router.get("", response_model=CatalogOut, responses=error_responses(404, 503), summary="Layer catalog")
+@router.get("", response_model=CatalogOut, responses=error_responses(404, 422, 503), summary="Layer catalog")
 async def list_layers(request: Request, store: StoreDep, checkpoint: CheckpointQuery = None) -> JSONResponse:
     """The checkpoint's layers (index, name, shape, numel) and whether each is analysed already."""
     check_query_names(request, frozenset({"checkpoint"}))
@@ -51,7 +51,7 @@ async def list_layers(request: Request, store: StoreDep, checkpoint: CheckpointQ
     return JSONResponse(await anyio.to_thread.run_sync(store.catalog, cid, spec))
 
 
-@router.get("/{index}", response_model=LayerRecordOut, responses=error_responses(404, 503),
+@router.get("/{index}", response_model=LayerRecordOut, responses=error_responses(404, 422, 503),
             summary="One layer's analysis at every bit-width")
 async def get_layer(request: Request, index: IndexPath, store: StoreDep, gate: GateDep,
                     checkpoint: CheckpointQuery = None) -> JSONResponse:

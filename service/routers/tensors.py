@@ -12,6 +12,7 @@ from ..dependencies import GateDep, QuantiserQueryDep, SettingsDep, WireQueryDep
 from ..limits import body_kind, read_body
 from ..openapi import tensor_request_body
 from ..schemas import ClipIn, ClipOut, CurveIn, CurveOut, error_responses
+from ..settings import Settings
 
 router = APIRouter(tags=["tensors"])
 
@@ -21,7 +22,7 @@ CLIP_QUERY = COMMON_QUERY | {"axis", "block_size"}
 CURVE_QUERY = COMMON_QUERY | {"num", "clips"}
 
 
-def body_limit(kind: str, settings) -> int:
+def body_limit(kind: str, settings: Settings) -> int:
     return settings.max_json_body_bytes if kind == "json" else settings.max_body_bytes
 
 
