@@ -74,16 +74,16 @@ def figure1a(records: list, bits: int, paths, title: str | None = None) -> None:
         ax.plot(curve["clips"], curve["empirical_mse"], color="C0", label="empirical MSE")
         ax.plot(curve["clips"], curve["theoretical_mse"], "--", color="C1", label="theoretical MSE J(s)")
         ax.plot([octav["clip"]], [octav["theoretical_mse"]], "o", color="C3", zorder=5,
-                label="OCTAV optimum")
+                label=f"OCTAV: s* = {octav['clip']:.4g}, MSE = {octav['empirical_mse']:.3g}")
         ax.axvline(octav["clip"], color="C3", lw=0.8, ls=":")
-        ax.annotate(f"s* = {octav['clip']:.4g}\nMSE = {octav['empirical_mse']:.3g}",
-                    (octav["clip"], octav["theoretical_mse"]), textcoords="offset points", xytext=(10, 28),
-                    color="C3", fontsize=9, arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
+        # the value along the dotted line, above the minimum (where the curves are not)
+        ax.text(octav["clip"], 0.97, f"s* = {octav['clip']:.4g} ", transform=ax.get_xaxis_transform(),
+                rotation=90, va="top", ha="right", color="C3", fontsize=9)
         ax.set_yscale("log")
         ax.set_xlabel("clipping scalar s")
         ax.set_ylabel("MSE per element")
         ax.set_title(f"{_layer_label(record)}, {bits} bits", fontsize=10)
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
