@@ -77,9 +77,9 @@ class ExperimentConfig:
         if unknown:
             raise ValueError(f"unknown qat config key(s) {unknown}; known: {sorted(known | {'seeds'})}")
         values.pop("seeds", None)
-        for key in ("bits", "methods"):
-            if key in values:
-                values[key] = tuple(values[key])
+        for f in fields(cls):
+            if f.name in values:
+                values[f.name] = _coerce(f.name, values[f.name], cls.__dataclass_fields__[f.name].default)
         config = cls(**values)
         bad = [m for m in config.methods if m not in QAT_METHODS and m not in PTQ_METHODS]
         if bad:
@@ -90,6 +90,20 @@ class ExperimentConfig:
         if not 0 < config.test_fraction < 1:
             raise ValueError(f"qat.test_fraction must be in (0, 1), got {config.test_fraction}")
         return config
+
+
+def _coerce(name, value, default):
+    """``value`` as the type of ``default`` (command-line config values may arrive as strings)."""
+    try:
+        if isinstance(default, tuple):
+            items = [value] if isinstance(value, (str, int)) else list(value)
+            return tuple(type(default[0])(v) for v in items)
+        if isinstance(value, bool):
+            raise TypeError
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"qat.{name} must be {'a list like ' if isinstance(default, tuple) else 'like '}"
+                         f"{list(default) if isinstance(default, tuple) else default!r}, got {value!r}") from None
 
 
 class DigitsCNN(nn.Module):
