@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .curves import empirical_mse, mse_curve
+from .curves import SortedMagnitudes, empirical_mse, mse_curve
 from .grids import DEFAULT_GRID, check_bits, get_grid
-from .oracle import best_empirical_clip
+from .oracle import MAX_ORACLE_BITS, best_empirical_clip
 from .quantize import check_tensor
 from .solver import optimal_clip
 
@@ -96,6 +96,10 @@ def _check_bits_list(bits_list, grid) -> list[int]:
         raise ValueError("bits_list is empty: give at least one bit-width")
     if len(set(bits)) != len(bits):
         raise ValueError(f"bits_list has repeated bit-widths: {bits}")
+    too_many = [b for b in bits if b > MAX_ORACLE_BITS]
+    if too_many:
+        raise ValueError(f"bits {too_many}: the analysis includes the exact best clip, which is searched for "
+                         f"bits <= {MAX_ORACLE_BITS} only")
     return sorted(bits)
 
 
@@ -131,23 +135,22 @@ def analyse_layer(tensor: Any, name: str, bits_list, grid: str = DEFAULT_GRID, n
     stats = layer_stats(x)
     ms, top = stats["mean_square"], stats["max_abs"]
     pct = float(np.percentile(np.abs(x.reshape(-1)), CALIBRATION_PERCENTILE)) if top > 0 else 0.0
+    mags = SortedMagnitudes(x)  # one sort of |x| serves every curve, oracle and calibrator below
 
     def entry(clip: float, mse: float) -> dict:
         return {"clip": float(clip), "mse": float(mse), "sqnr_db": sqnr_db(ms, mse)}
 
+    def mse_at(clip: float, b: int) -> float:
+        # a clip of 0 quantises everything to 0: the error is the signal
+        return float(empirical_mse(mags, clip, bits=b, grid=g.name)) if clip > 0 else ms
+
     per_bits = {}
     for b in bits:
         res = optimal_clip(x, bits=b, grid=g.name)
-        octav_emp = float(res.empirical_mse)
-        curve = mse_curve(x, bits=b, grid=g.name, num=int(num))
-        if top > 0:
-            best_clip, best_mse = best_empirical_clip(x, bits=b, grid=g.name)
-            clips = [top, pct] if pct > 0 else [top]
-            cal = empirical_mse(x, np.array(clips), bits=b, grid=g.name)
-            max_mse = float(cal[0])
-            pct_mse = float(cal[1]) if pct > 0 else ms  # a clip of 0 quantises everything to 0
-        else:
-            best_clip, best_mse, max_mse, pct_mse = 0.0, 0.0, 0.0, 0.0
+        octav_emp = mse_at(float(res.clip), b)
+        curve = mse_curve(mags, bits=b, grid=g.name, num=int(num))
+        best_clip, best_mse = best_empirical_clip(mags, bits=b, grid=g.name)
+        max_mse, pct_mse = mse_at(top, b), mse_at(pct, b)
         i = int(np.argmin(curve.empirical_mse))
         per_bits[str(b)] = {
             "octav": {
