@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1 << 20
@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     allow_fetch: bool = Field(False, description="let a layer request fetch a registered checkpoint that is "
                                                   "not cached (a download of ~100 MB inside a request)")
     allowed_checkpoint_paths: list[Path] = Field(
-        [], description="local checkpoint files, or directories of them, that clients may name as "
-                        "?checkpoint=PATH; empty: only registered checkpoint specs")
+        [], description="local checkpoint files, or directories of them, that clients may name by results id "
+                        "(the file's stem: ?checkpoint=STEM, never a path); empty: registered specs only")
 
     @field_validator("layer_grid")
     @classmethod
@@ -51,8 +51,25 @@ class Settings(BaseSettings):
 
         return get_grid(v).name
 
+    @model_validator(mode="after")
+    def _analysable_bits(self) -> "Settings":
+        """The on-demand analysis must accept ``layer_bits`` (checked at start, not in a request)."""
+        from octav_core import get_grid
+        from octav_core.grids import check_bits
+        from octav_core.oracle import MAX_ORACLE_BITS
+
+        grid = get_grid(self.layer_grid)
+        if not self.layer_bits or len(set(self.layer_bits)) != len(self.layer_bits):
+            raise ValueError(f"layer_bits must be distinct bit-widths, got {self.layer_bits}")
+        for b in self.layer_bits:
+            check_bits(b, grid)
+            if b > MAX_ORACLE_BITS:
+                raise ValueError(f"layer_bits: the layer analysis supports bits <= {MAX_ORACLE_BITS}, got {b}")
+        return self
+
 
 @lru_cache
 def get_settings() -> Settings:
     """The process's settings (read once from the environment)."""
     return Settings()
+

@@ -154,3 +154,16 @@ def test_uncached_registered_checkpoint_is_503_not_a_download(env):
         pytest.skip("every registered checkpoint is cached here")
     r = client.get("/layers", params={"checkpoint": uncached[0]})
     assert r.status_code == 503 and "not in this server's cache" in r.json()["error"]
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"layer_bits": [2, 12]}, "supports bits <= 10"),
+    ({"layer_bits": [1], "layer_grid": "int"}, "grid 'int' needs bits >= 2"),
+    ({"layer_bits": [4, 4]}, "distinct"),
+    ({"layer_grid": "fancy"}, "unknown grid 'fancy'"),
+])
+def test_settings_refuse_an_analysis_the_engine_cannot_run(kwargs, fragment):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=fragment):
+        Settings(**kwargs)
