@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limit_malloc_arenas(settings.malloc_arena_max)
     app = FastAPI(title="OCTAV service", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
-    app.state.gate = ComputeGate(settings.max_concurrency, settings.compute_threads, settings.retry_after_s)
+    app.state.gate = ComputeGate(settings.max_concurrency, settings.compute_threads, settings.retry_after_s,
+                                 settings.max_inflight_bytes)
     app.state.layer_store = LayerStore(settings)
     install_handlers(app)
     for router in (health.router, tensors.router, inference.router, layers.router):

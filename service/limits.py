@@ -13,35 +13,51 @@ from .errors import ApiError, payload_too_large
 
 
 class ComputeGate:
-    """At most ``max_in_flight`` tensor requests at once (the rest get 503 + ``Retry-After``).
+    """At most ``max_in_flight`` tensor requests, and ``max_bytes`` of declared bodies, at once.
 
-    Admitted requests read their body, then decode and compute on a pool of ``threads`` worker
-    threads, so the event loop only moves bytes.  The counter needs no lock: it is only touched
-    from the event loop.
+    The rest get 503 + ``Retry-After``; a request is always admitted when nothing else is in
+    flight, so one body of the largest allowed size still goes through.  Admitted requests read
+    their body, then decode and compute on a pool of ``threads`` worker threads, so the event
+    loop only moves bytes.  The counters need no lock: only the event loop touches them.
     """
 
-    def __init__(self, max_in_flight: int, threads: int, retry_after_s: int):
+    def __init__(self, max_in_flight: int, threads: int, retry_after_s: int, max_bytes: int | None = None):
         self.max_in_flight, self.threads, self.retry_after_s = max_in_flight, threads, retry_after_s
+        self.max_bytes = max_bytes
         self.in_flight = 0
+        self.in_flight_bytes = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
+    def _busy(self, why: str) -> ApiError:
+        return ApiError(503, "busy", f"the service is at its limit of {why}; retry after {self.retry_after_s} s",
+                        headers={"Retry-After": str(self.retry_after_s)})
+
     @asynccontextmanager
-    async def slot(self):
+    async def slot(self, nbytes: int = 0):
+        """Hold one of the slots (and ``nbytes`` of the byte budget) for the block."""
         if self.in_flight >= self.max_in_flight:
-            raise ApiError(503, "busy", f"the service is at its limit of {self.max_in_flight} concurrent tensor "
-                                        f"requests; retry after {self.retry_after_s} s",
-                           headers={"Retry-After": str(self.retry_after_s)})
+            raise self._busy(f"{self.max_in_flight} concurrent tensor requests")
+        if self.max_bytes is not None and self.in_flight and self.in_flight_bytes + nbytes > self.max_bytes:
+            raise self._busy(f"{self.max_bytes} bytes of request bodies in flight")
         self.in_flight += 1
+        self.in_flight_bytes += nbytes
         try:
             yield
         finally:
             self.in_flight -= 1
+            self.in_flight_bytes -= nbytes
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on a worker thread."""
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.threads)
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+
+def declared_length(request: Request) -> int:
+    """The ``Content-Length`` a request declares (0 when absent or unreadable)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isascii() and declared.isdigit() else 0
 
 
 async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytearray:

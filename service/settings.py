@@ -28,6 +28,8 @@ class Settings(BaseSettings):
         description="largest JSON request body: a JSON number list costs ~30x its binary size in memory")
     body_timeout_s: float = Field(60.0, gt=0, description="seconds a client may take to send its body (408 after)")
     max_concurrency: int = Field(16, gt=0, description="tensor requests in flight at once; more get 503")
+    max_inflight_bytes: int = Field(1 << 30, gt=0, description="declared body bytes in flight at once; more get "
+                                                                "503 (one request is always admitted)")
     compute_threads: int = Field(max(os.cpu_count() or 1, 1), gt=0,
                                  description="worker threads for decoding and the engine")
     retry_after_s: int = Field(1, ge=0, description="Retry-After of a 503")

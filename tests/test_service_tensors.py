@@ -264,6 +264,26 @@ def test_503_with_retry_after_when_the_gate_is_full(client):
     assert client.post("/clip", params={"shape": "16,64"}, content=X.tobytes(), headers=RAW).status_code == 200
 
 
+def test_503_when_the_byte_budget_is_spent(client):
+    gate = client.app.state.gate
+    budget, gate.max_bytes = gate.max_bytes, 10_000
+    gate.in_flight, gate.in_flight_bytes = 1, 8_000  # another request is holding 8000 bytes
+    try:
+        r = client.post("/clip", params={"shape": "16,64"}, content=X.tobytes(), headers=RAW)
+        small = client.post("/clip", params={"shape": "4"}, content=X.reshape(-1)[:4].tobytes(), headers=RAW)
+    finally:
+        gate.max_bytes, gate.in_flight, gate.in_flight_bytes = budget, 0, 0
+    assert_error(r, 503, "10000 bytes of request bodies in flight")
+    assert r.headers["retry-after"] == "1"
+    assert small.status_code == 200  # 16 more bytes fit
+    gate.max_bytes = 1000  # smaller than the body: admitted all the same when nothing else is in flight
+    try:
+        alone = client.post("/clip", params={"shape": "16,64"}, content=X.tobytes(), headers=RAW)
+    finally:
+        gate.max_bytes = budget
+    assert alone.status_code == 200 and gate.in_flight == 0 and gate.in_flight_bytes == 0
+
+
 def test_unknown_route_and_method_are_json(client):
     assert_error(client.get("/nothing"), 404, "Not Found")
     assert_error(client.get("/clip"), 405, "Method Not Allowed")

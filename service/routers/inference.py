@@ -28,7 +28,7 @@ from .. import decoding
 from ..compute import Quantiser, clip_payload, engine_errors
 from ..dependencies import DEFAULT_BITS, GateDep, SettingsDep
 from ..errors import bad_input, from_validation
-from ..limits import body_kind, read_body
+from ..limits import body_kind, declared_length, read_body
 from ..schemas import GridName, error_responses
 
 router = APIRouter(prefix="/v2", tags=["inference (Open Inference Protocol v2)"])
@@ -176,7 +176,7 @@ async def model_ready() -> Response:
              summary="OCTAV clip of one tensor (Open Inference Protocol)", openapi_extra=REQUEST_BODY)
 async def infer(request: Request, settings: SettingsDep, gate: GateDep) -> Response:
     """``/clip`` under the Open Inference Protocol; errors are ``{"error": message, ...}`` as the protocol says."""
-    async with gate.slot():
+    async with gate.slot(declared_length(request)):
         header_length = request.headers.get(HEADER_LENGTH)
         if header_length is None:
             if request.headers.get("content-type"):

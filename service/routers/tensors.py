@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ..compute import clip_payload, curve_payload, merge_field, merge_quantiser, read_tensor
 from ..dependencies import GateDep, QuantiserQueryDep, SettingsDep, WireQueryDep, check_query_names
-from ..limits import body_kind, read_body
+from ..limits import body_kind, declared_length, read_body
 from ..openapi import tensor_request_body
 from ..schemas import ClipIn, ClipOut, CurveIn, CurveOut, error_responses
 from ..settings import Settings
@@ -41,7 +41,7 @@ async def post_clip(
     ``clip``, ``theoretical_mse`` and ``empirical_mse`` are lists when ``axis`` or ``block_size`` is given.
     """
     check_query_names(request, CLIP_QUERY)
-    async with gate.slot():
+    async with gate.slot(declared_length(request)):
         kind = body_kind(request)
         body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
@@ -66,7 +66,7 @@ async def post_curve(
 ) -> JSONResponse:
     """``mean((x - Q(x))**2)`` and ``J(s)`` at each clip, plus the OCTAV optimum (whole tensor)."""
     check_query_names(request, CURVE_QUERY, " (a curve is per tensor: no axis or block_size)")
-    async with gate.slot():
+    async with gate.slot(declared_length(request)):
         kind = body_kind(request)
         body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
