@@ -270,10 +270,12 @@ def plot_accuracy(results: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     bits_list = sorted({r["bits"] for res in results for r in res["runs"] if r["bits"] != 32}, reverse=True)
-    fig, axes = plt.subplots(1, len(bits_list), figsize=(5.2 * len(bits_list), 4.0), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(bits_list), figsize=(5.6 * len(bits_list), 4.2), squeeze=False, sharey=True)
     float_acc = np.mean([r["accuracy"] for res in results for r in res["runs"] if r["method"] == "float"])
+    lowest = float_acc
     for ax, bits in zip(axes[0], bits_list):
         methods = list(dict.fromkeys(r["method"] for res in results for r in res["runs"] if r["bits"] == bits))
+        n_ptq = 0
         for method in methods:
             runs = [r for res in results for r in res["runs"] if r["method"] == method and r["bits"] == bits]
             if runs[0]["curve"]:
@@ -281,15 +283,19 @@ def plot_accuracy(results: list[dict], path: str) -> None:
                 epochs = np.arange(1, curves.shape[1] + 1)
                 line, = ax.plot(epochs, curves.mean(0), marker=".", label=method)
                 ax.fill_between(epochs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.15)
+                lowest = min(lowest, float(curves.mean(0).min()))
             else:
-                ax.axhline(np.mean([r["accuracy"] for r in runs]), ls=":", lw=1.2, label=f"{method} (no training)",
-                           color=f"C{4 + methods.index(method) % 6}")
-        ax.axhline(float_acc, color="k", ls="--", lw=1, label="float")
+                # PTQ: one number; below the axis it still shows in the legend
+                acc = float(np.mean([r["accuracy"] for r in runs]))
+                ax.axhline(acc, ls=":", lw=1.4, color=f"C{4 + n_ptq}", label=f"{method}: {acc:.1f}% (no training)")
+                n_ptq += 1
+        ax.axhline(float_acc, color="k", ls="--", lw=1, label=f"float: {float_acc:.1f}%")
         ax.set_title(f"{bits}-bit (first/last layer 8-bit)")
         ax.set_xlabel("QAT epoch")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylim(max(0.0, lowest - 6.0), 100.5)
     axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Digits CNN: QAT and PTQ ({len(results)} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
