@@ -16,6 +16,7 @@ import pytest
 from octav_core import optimal_clip
 
 X = np.random.default_rng(2).laplace(size=(64, 256)).astype(np.float32)
+TIMEOUT = 120  # generous: the first call may compile numba kernels on a busy 2-core CI machine
 
 
 def free_port() -> int:
@@ -43,7 +44,7 @@ def server(tmp_path_factory):
                              str(port), "--results", str(root / "results"), "--log-level", "warning"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + TIMEOUT
     while True:
         try:
             if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
@@ -66,7 +67,7 @@ def server(tmp_path_factory):
 
 
 def raw_request(port: int, head: str, body: bytes = b"") -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     sock.sendall(head.encode() + body)
     return sock
 
@@ -93,7 +94,7 @@ def read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
 
 def test_clip_over_http(server):
     r = httpx.post(f"{server['base']}/clip", params={"shape": "64,256", "bits": 4}, content=X.tobytes(),
-                   headers={"content-type": "application/octet-stream"})
+                   headers={"content-type": "application/octet-stream"}, timeout=TIMEOUT)
     assert r.status_code == 200, r.text
     assert r.json()["clip"] == pytest.approx(optimal_clip(X, bits=4).clip, rel=1e-12)
 
@@ -117,7 +118,7 @@ def test_503_with_retry_after_while_the_only_slot_is_busy(server):
         deadline, seen = time.monotonic() + 10, None
         while time.monotonic() < deadline:
             r = httpx.post(f"{server['base']}/clip", params={"shape": "4,256"}, content=body,
-                           headers={"content-type": "application/octet-stream"})
+                           headers={"content-type": "application/octet-stream"}, timeout=TIMEOUT)
             if r.status_code == 503:
                 seen = r
                 break
@@ -140,21 +141,21 @@ def test_408_for_a_body_that_stops_arriving(server):
     sock.close()
     assert status == 408 and 3.5 < time.monotonic() - start < 30
     assert json.loads(body)["error"] == "the request body was not received within 4 s (5 bytes arrived)"
-    assert httpx.get(f"{server['base']}/health/live").status_code == 200
+    assert httpx.get(f"{server['base']}/health/live", timeout=TIMEOUT).status_code == 200
 
 
 def test_layers_computed_and_written_by_the_server(server):
-    r = httpx.get(f"{server['base']}/layers/2/curve", params={"bits": 4}, timeout=60)
+    r = httpx.get(f"{server['base']}/layers/2/curve", params={"bits": 4}, timeout=TIMEOUT)
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "b.weight" and len(r.json()["clips"]) == 50
     written = server["root"] / "results" / "tiny" / "layers" / "2.json"
     assert json.loads(written.read_text())["bits"]["4"]["curve"]["clips"] == r.json()["clips"]
-    assert httpx.get(f"{server['base']}/health/ready").json()["ready"] is True
+    assert httpx.get(f"{server['base']}/health/ready", timeout=TIMEOUT).json()["ready"] is True
 
 
 def test_triton_client_works_unchanged(server):
     http = pytest.importorskip("tritonclient.http")
-    client = http.InferenceServerClient(url=f"127.0.0.1:{server['port']}")
+    client = http.InferenceServerClient(url=f"127.0.0.1:{server['port']}", network_timeout=TIMEOUT)
     assert client.is_server_live() and client.is_model_ready("octav")
     for binary in (True, False):
         inp = http.InferInput("tensor", list(X.shape), "FP32")
