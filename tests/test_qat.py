@@ -432,3 +432,21 @@ def test_cuda_tensors_stay_on_the_device():
     w = torch.randn(4, 9, device="cuda")
     obs(w)
     torch.testing.assert_close(obs.calculate_qparams()[0], optimal_clip(w, 4, "int", axis=0).clip / 7)
+
+
+def test_docs_example_and_docstring_examples_run():
+    import doctest
+    import re
+    from pathlib import Path
+
+    import octav_core.qat.fake_quant
+    import octav_core.qat.model
+    import octav_core.qat.observer
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "qat.md").read_text()
+    namespace = {}
+    exec(re.search(r"```python\n(.*?)```", text, re.S).group(1), namespace)
+    assert namespace["qat"](torch.rand(3, 8)).shape == (3, 2)
+    for module in (octav_core.qat.fake_quant, octav_core.qat.model, octav_core.qat.observer):
+        failed, attempted = doctest.testmod(module, verbose=False)
+        assert attempted > 0 and failed == 0, module.__name__
