@@ -164,6 +164,16 @@ class LayerStore:
             self._open[cid] = ckpt
             return ckpt
 
+    def weights(self, cid: str, spec: str | Path | None, index: int):
+        """Layer ``index`` of the checkpoint (404 for an unknown layer, 503 when it cannot be read)."""
+        ckpt = self.checkpoint(cid, spec)
+        try:
+            return ckpt.tensor(index)
+        except UnknownLayerError as exc:
+            raise not_found(str(exc)) from None
+        except CheckpointError as exc:
+            raise unavailable(f"{cid} layer #{index} cannot be read: {exc}") from None
+
     def catalog(self, cid: str, spec: str | Path | None) -> dict:
         """``{"checkpoint", "sha256", "layers": [{index, name, shape, numel, analysed}]}``."""
         stored = self._read_json(self.results / cid / "layers.json")
@@ -193,14 +203,13 @@ class LayerStore:
         if record is not None:
             return record
         entry = self.layer_entry(cid, spec, index)
-        ckpt = self.checkpoint(cid, spec)
-        try:
-            weights = ckpt.tensor(index)
-        except UnknownLayerError as exc:
-            raise not_found(str(exc)) from None
+        weights = self.weights(cid, spec, index)
         s = self.settings
-        record = analyse_layer(weights, entry["name"], s.layer_bits, grid=s.layer_grid, num=s.layer_curve_points,
-                               index=index)
+        try:
+            record = analyse_layer(weights, entry["name"], s.layer_bits, grid=s.layer_grid,
+                                   num=s.layer_curve_points, index=index)
+        except (ValueError, TypeError) as exc:  # e.g. NaN weights in the checkpoint
+            raise ApiError(422, "unanalysable_layer", f"{cid} layer #{index} cannot be analysed: {exc}") from None
         try:
             write_json_atomic(path, record)
         except OSError:
@@ -253,7 +262,7 @@ class LayerStore:
     def _compute_curve(self, cid, spec, index, bits, grid, name) -> dict:
         from .compute import engine_errors
 
-        weights = self.checkpoint(cid, spec).tensor(index)
+        weights = self.weights(cid, spec, index)
         with engine_errors():
             curve = mse_curve(weights, bits=bits, grid=grid, num=self.settings.layer_curve_points)
             res = optimal_clip(weights, bits=bits, grid=grid)

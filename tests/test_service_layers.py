@@ -167,3 +167,19 @@ def test_settings_refuse_an_analysis_the_engine_cannot_run(kwargs, fragment):
 
     with pytest.raises(ValidationError, match=fragment):
         Settings(**kwargs)
+
+
+def test_a_layer_with_nan_weights_is_a_named_422_not_a_500(tmp_path):
+    (tmp_path / "c").mkdir()
+    bad = np.ones((4, 4), np.float32)
+    bad[1, 2] = np.nan
+    np.savez(tmp_path / "c" / "broken.npz", w=bad)
+    app = create_app(Settings(results_dir=tmp_path / "r", layer_bits=[4], layer_curve_points=10,
+                              allowed_checkpoint_paths=[tmp_path / "c"]))
+    with TestClient(app) as client:
+        r = client.get("/layers/1", params={"checkpoint": "broken"})
+        assert r.status_code == 422 and "broken layer #1 cannot be analysed" in r.json()["error"]
+        assert "1 non-finite value(s)" in r.json()["error"]
+        r = client.get("/layers/1/curve", params={"checkpoint": "broken"})
+        assert r.status_code == 422
+    assert not (tmp_path / "r" / "broken" / "layers" / "1.json").exists()
