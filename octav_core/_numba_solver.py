@@ -82,6 +82,16 @@ def _keep_above(src, dst, t):
 
 
 @nb.njit(**_JIT)
+def _refill(src, buf, s, t_keep):
+    """Tail sums of ``src`` at ``s``; its magnitudes above ``t_keep`` go to ``buf``.
+
+    Two loops, not one: the sums vectorise on their own, and the copy finds ``src`` in cache.
+    """
+    s_out, n_out, e_out = _tail_sums(src, s)
+    return s_out, n_out, e_out, _keep_above(src, buf, t_keep)
+
+
+@nb.njit(**_JIT)
 def _sweep_buffer(src, buf, count, t_buf, s, t_keep):
     """Tail sums at ``s`` of one buffer holding the ``count`` magnitudes of ``src`` above ``t_buf``.
 
@@ -89,8 +99,8 @@ def _sweep_buffer(src, buf, count, t_buf, s, t_keep):
     ``t_keep`` when that is higher.  Returns (s_out, n_out, e_out, count, t_buf).
     """
     if s < t_buf:
-        t_buf = min(t_keep, s)
-        count = _keep_above(src, buf, t_buf)
+        s_out, n_out, e_out, count = _refill(src, buf, s, t_keep)
+        return s_out, n_out, e_out, count, t_keep
     s_out, n_out, e_out = _tail_sums(buf[:count], s)
     if t_keep > t_buf:
         count = _keep_above(buf[:count], buf, t_keep)
@@ -113,6 +123,48 @@ def _status(s_new, s_prev, s_prev2, tol):
     if abs(s_new - s_prev2) <= tol * s_new:
         return CYCLED
     return RUNNING
+
+
+@nb.njit(**_JIT)
+def _keep_threshold(s, s_prev, keep):
+    """What the tail buffer must keep before the sweep at ``s`` (the previous iterate ``s_prev``).
+
+    Above ``s_prev`` when the recursion climbs (``s > s_prev`` proves the root lies above it);
+    above ``s`` itself while it climbs in large steps, far below the root, where the next
+    iterate is all but sure to be higher.  A wrong bet costs a refill from the source.
+    """
+    if s > s_prev:
+        return s if s - s_prev > 0.05 * s else s_prev
+    return keep
+
+
+def _make_recursion(sweep):
+    """Compile the recursion around one way of sweeping (``sweep(state, s, keep)``).
+
+    ``sweep`` returns the tail sums at ``s`` and may drop magnitudes <= keep.  The compiled
+    function iterates ``s <- g(s)`` from ``s_0 = 0`` (``s_1 = g(0)`` needs only the totals) and
+    returns (s_n, s_{n-1}, n, status, keep).
+    """
+
+    @nb.njit(**_JIT)
+    def recursion(state, total, nz, counted, c, tol, max_iter, first_keep):
+        s_prev2 = -1.0
+        s_prev = 0.0
+        keep = 0.0
+        s = _next_clip(total, nz, counted, c)
+        st = _status(s, s_prev, s_prev2, tol)
+        n = 1
+        while st == RUNNING and n < max_iter:
+            n += 1
+            keep = first_keep if n == 2 else _keep_threshold(s, s_prev, keep)
+            s_prev2 = s_prev
+            s_prev = s
+            s_out, n_out, _ = sweep(state, s_prev, keep)
+            s = _next_clip(s_out, n_out, counted, c)
+            st = _status(s, s_prev, s_prev2, tol)
+        return s, s_prev, n, st, keep
+
+    return recursion
 
 
 @nb.njit(**_JIT)
@@ -149,12 +201,24 @@ def _jump_root(mags, counted, c, lo, hi):
 
 
 # ---------------------------------------------------------------- many rows: a row per thread
+@nb.njit(**_JIT)
+def _sweep_row(state, s, keep):
+    src, buf, meta = state  # meta: [count, t_buf]
+    s_out, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, int(meta[0]), meta[1], s, keep)
+    meta[0] = count
+    meta[1] = t_buf
+    return s_out, n_out, e_out
+
+
+_row_recursion = _make_recursion(_sweep_row)
+
+
 @nb.njit(parallel=True, **_JIT)
 def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
-    """Solve every row of ``rows`` (R, M) independently.
+    """Solve every row of ``rows`` (R, M) independently, one thread per row.
 
-    Returns clip, iterations, status, counted, (n_out, e_out) at the clip,
-    total |x| per row (non-finite if the row holds NaN/Inf) and negatives per row.
+    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, total |x| per row
+    (non-finite if the row holds NaN/Inf) and negatives per row.
     """
     nrows, length = rows.shape
     clip = np.zeros(nrows)
@@ -166,7 +230,6 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     negatives = np.zeros(nrows)
     for r in nb.prange(nrows):
         src = rows[r]
-        buf = np.empty(length, rows.dtype)
         tot, nz, neg = _magnitude_stats(src)
         total[r] = tot
         negatives[r] = neg
@@ -174,27 +237,13 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
         counted[r] = cnt_all
         if not np.isfinite(tot):
             continue
-        t_buf = tot / max(nz, 1.0) / (1.0 + c)
-        count = _keep_above(src, buf, t_buf)
-        s_prev2 = -1.0
-        s_prev = 0.0
-        keep = 0.0
-        s = _next_clip(tot, nz, cnt_all, c)  # s_1 = g(0): every counted magnitude is above 0
-        st = _status(s, s_prev, s_prev2, tol)
-        n = 1
-        while st == RUNNING and n < max_iter:
-            n += 1
-            if s > s_prev:
-                keep = s_prev  # below the root: nothing at or under it is needed again
-            s_prev2 = s_prev
-            s_prev = s
-            s_out, n_out, _, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s_prev, keep)
-            s = _next_clip(s_out, n_out, cnt_all, c)
-            st = _status(s, s_prev, s_prev2, tol)
-        if st == CYCLED:
-            s = _jump_root(buf[:count] if t_buf <= min(s, s_prev) else src, cnt_all, c,
-                           min(s, s_prev), max(s, s_prev))
-        _, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s, min(keep, s))
+        # The row stays in cache: the first sweep fills the buffer, betting s_1 (the mean)
+        # lies below the root.
+        state = (src, np.empty(length, rows.dtype), np.array([0.0, np.inf]))
+        s1 = _next_clip(tot, nz, cnt_all, c)
+        s, s_prev, n, st, keep = _row_recursion(state, tot, nz, cnt_all, c, tol, max_iter, s1)
+        s = _settle(src, s, s_prev, st, cnt_all, c)
+        _, n_out, e_out = _sweep_row(state, s, min(keep, s))
         clip[r] = s
         iters[r] = n
         status[r] = st
@@ -203,29 +252,28 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     return clip, iters, status, counted, tail, total, negatives
 
 
+@nb.njit(**_JIT)
+def _settle(src, s, s_prev, st, counted, c):
+    """The clip: the last iterate, or the jump point when the recursion cycled."""
+    if st != CYCLED:
+        return s
+    return _jump_root(src, counted, c, min(s, s_prev), max(s, s_prev))
+
+
 # ---------------------------------------------------------------- one long row: threads share it
 @nb.njit(parallel=True, **_JIT)
-def _first_pass_segments(src, buf, seg_lo, seg_hi, c):
-    nseg = seg_lo.size
-    out = np.zeros((3, nseg))
-    seg_cnt = np.zeros(nseg, np.int64)
-    seg_t = np.zeros(nseg)
-    for j in nb.prange(nseg):
-        part = src[seg_lo[j]:seg_hi[j]]
-        total, nz, neg = _magnitude_stats(part)
-        # A segment knows only its own mean: keep a little more than its bound asks; a wrong
-        # guess costs a refill, never a wrong answer.
-        t = 0.9 * total / max(nz, 1.0) / (1.0 + c)
-        seg_cnt[j] = _keep_above(part, buf[seg_lo[j]:seg_hi[j]], t)
-        seg_t[j] = t
+def _stats_segments(src, seg_lo, seg_hi):
+    out = np.zeros((3, seg_lo.size))
+    for j in nb.prange(seg_lo.size):
+        total, nz, neg = _magnitude_stats(src[seg_lo[j]:seg_hi[j]])
         out[0, j] = total
         out[1, j] = nz
         out[2, j] = neg
-    return out, seg_cnt, seg_t
+    return out.sum(axis=1)
 
 
 @nb.njit(parallel=True, **_JIT)
-def _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
+def _sweep_segments_parallel(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
     nseg = seg_lo.size
     out = np.zeros((3, nseg))
     for j in nb.prange(nseg):
@@ -241,41 +289,46 @@ def _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
 
 
 @nb.njit(**_JIT)
-def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
-    """The recursion on one long row, every sweep shared by all threads.
+def _sweep_segments(state, s, t_keep):
+    # Unpacked here: a parallel loop handed a tuple of arrays ran 70x slower.
+    src, buf, seg_lo, seg_hi, seg_cnt, seg_t = state
+    total = _sweep_segments_parallel(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep)
+    return total[0], total[1], total[2]
 
+
+_segment_recursion = _make_recursion(_sweep_segments)
+
+
+@nb.njit(**_JIT)
+def _predict_next(src, s, counted_fraction, c, stride):
+    """g(s) estimated on every ``stride``-th element: where to cut the first tail buffer."""
+    s_out, n_out, _ = _tail_sums(src[::stride], s)
+    n = (src.size + stride - 1) // stride
+    return _next_clip(s_out, n_out, counted_fraction * n, c)
+
+
+@nb.njit(**_JIT)
+def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
+    """The recursion on one long row, every pass shared by all threads.
+
+    The first pass only sums (memory-bound); the second, at s_1, also fills the tail buffers
+    with the magnitudes above ~g(s_1) as estimated on a sample.
     Returns [clip, iterations, status, n_out, e_out, counted, total |x|, negatives].
     """
     n_seg = max(1, -(-src.size // segment))
     seg_lo = (np.arange(n_seg) * src.size) // n_seg
     seg_hi = (np.arange(1, n_seg + 1) * src.size) // n_seg
-    buf = np.empty_like(src)
-    stats, seg_cnt, seg_t = _first_pass_segments(src, buf, seg_lo, seg_hi, c)
-    tot = stats[0].sum()
-    nz = stats[1].sum()
+    tot, nz, neg = _stats_segments(src, seg_lo, seg_hi)
     cnt_all = nz if exclude_zeros else float(src.size)
-    neg = stats[2].sum()
     if not np.isfinite(tot):
         return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, cnt_all, tot, neg])
-    s_prev2 = -1.0
-    s_prev = 0.0
-    keep = 0.0
-    s = _next_clip(tot, nz, cnt_all, c)
-    st = _status(s, s_prev, s_prev2, tol)
-    n = 1
-    while st == RUNNING and n < max_iter:
-        n += 1
-        if s > s_prev:
-            keep = s_prev
-        s_prev2 = s_prev
-        s_prev = s
-        sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s_prev, keep)
-        s = _next_clip(sums[0], sums[1], cnt_all, c)
-        st = _status(s, s_prev, s_prev2, tol)
-    if st == CYCLED:
-        s = _jump_root(src, cnt_all, c, min(s, s_prev), max(s, s_prev))
-    sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, min(keep, s))
-    return np.array([s, n, st, sums[1], sums[2], cnt_all, tot, neg])
+    state = (src, np.empty_like(src), seg_lo, seg_hi, np.zeros(n_seg, np.int64), np.full(n_seg, np.inf))
+    s1 = _next_clip(tot, nz, cnt_all, c)
+    first_keep = 0.97 * _predict_next(src, s1, cnt_all / src.size, c, 61)
+    s, s_prev, n, st, keep = _segment_recursion(state, tot, nz, cnt_all, c, tol, max_iter, first_keep)
+    s = _settle(src, s, s_prev, st, cnt_all, c)
+    _, n_out, e_out = _sweep_segments(state, s, min(keep, s))
+    return np.array([s, n, st, n_out, e_out, cnt_all, tot, neg])
 
 
 def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source):
