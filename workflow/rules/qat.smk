@@ -9,6 +9,7 @@
 # batch_size, fp_lr, qat_lr, test_fraction, split_seed, first_last_bits
 # (defaults: octav_core.qat.experiment.ExperimentConfig; seeds [0, 1, 2, 3, 4]).
 
+import octav_core
 from octav_core.qat.experiment import ExperimentConfig
 
 QAT_CONFIG = dict(config.get("qat") or {})
@@ -36,6 +37,7 @@ rule qat_seed:
         "results/qat/runs/seed{qat_seed}.json",
     params:
         config={k: v for k, v in QAT_CONFIG.items() if k != "seeds"},
+        engine=octav_core.__version__,  # a new engine reruns the experiment (rerun trigger "params")
     log:
         "results/qat/logs/seed{qat_seed}.log",
     benchmark:
