@@ -115,9 +115,9 @@ class OctavObserver(UniformQuantizationObserverBase):
             zero_point = 0 if self.signed else self.quant_min
         self.zero_point_value = int(zero_point)
         self.grid, self.bits, self.kmax = grid_for_range(self.quant_min, self.quant_max, zero_point, self.signed)
-        factory_kwargs = torch.nn.factory_kwargs(factory_kwargs)
-        self.register_buffer("clip", torch.empty(0, dtype=torch.float32, **factory_kwargs))
-        self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64, device=factory_kwargs.get("device")))
+        device = torch.nn.factory_kwargs(factory_kwargs).get("device")
+        self.register_buffer("clip", torch.empty(0, dtype=torch.float32, device=device))
+        self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64, device=device))
 
     @property
     def per_channel(self) -> bool:
