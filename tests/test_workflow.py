@@ -19,10 +19,12 @@ from octav_core.checkpoints import open_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
+TEST_CONFIG = REPO / "config/test/config.yaml"  # the CI configuration; it reads .test/tiny.npz
+TINY = REPO / ".test/tiny.npz"
 FIGURES = ("figure1a.png", "figure1a.pdf", "weight_histograms.png", "qerror_histograms.png",
            "clip_by_layer.png", "calibrators.png")
 BITS = [3, 4]
-POINTS = 40
+POINTS = 40  # as config/test/config.yaml
 
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None and
                                  subprocess.run([sys.executable, "-c", "import snakemake"]).returncode != 0,
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None and
 
 
 def tiny_tensors() -> dict[str, np.ndarray]:
+    """The content of .test/tiny.npz (regenerate it with ``python tests/test_workflow.py``)."""
     rng = np.random.default_rng(7)
     conv = rng.laplace(size=(16, 8, 3, 3)).astype(np.float32)
     conv[0, 0] = 0.0  # some exact zeros
@@ -39,6 +42,15 @@ def tiny_tensors() -> dict[str, np.ndarray]:
         "fc.weight": rng.normal(size=(10, 64)).astype(np.float32),
         "proj.weight": rng.standard_t(3, size=(32, 16)).astype(np.float32),
     }
+
+
+def test_committed_tiny_checkpoint_is_tiny_tensors():
+    with np.load(TINY, allow_pickle=False) as archive:
+        stored = {name: archive[name] for name in archive.files}
+    expected = tiny_tensors()
+    assert list(stored) == list(expected)
+    for name, array in expected.items():
+        np.testing.assert_array_equal(stored[name], array)
 
 
 def write_config(path: Path, **overrides) -> Path:
@@ -59,14 +71,14 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """One complete workflow run; returns (workdir, tensors, completed process)."""
+    """One complete run of the CI configuration; returns (workdir, tensors, completed process)."""
     workdir = tmp_path_factory.mktemp("workflow")
-    tensors = tiny_tensors()
-    np.savez(workdir / "tiny.npz", **tensors)
-    write_config(workdir / "config.yaml")
+    (workdir / ".test").mkdir()
+    shutil.copy(TINY, workdir / ".test/tiny.npz")
+    shutil.copy(TEST_CONFIG, workdir / "config.yaml")
     proc = snakemake(workdir, "--cores", "2", "--configfile", "config.yaml")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return workdir, tensors, proc
+    return workdir, tiny_tensors(), proc
 
 
 def test_outputs_are_exactly_those_listed(run):
@@ -84,7 +96,7 @@ def test_outputs_are_exactly_those_listed(run):
 def test_catalog_matches_the_checkpoint(run):
     workdir, tensors, _ = run
     catalog = json.loads((workdir / "results/tiny/layers.json").read_text())
-    ckpt = open_checkpoint(str(workdir / "tiny.npz"))
+    ckpt = open_checkpoint(str(workdir / ".test/tiny.npz"))
     assert catalog["sha256"] == ckpt.sha256
     assert [(x["index"], x["name"], tuple(x["shape"]), x["numel"]) for x in catalog["layers"]] == [
         (1, "conv.weight", (16, 8, 3, 3), 1152), (2, "fc.weight", (10, 64), 640), (3, "proj.weight", (32, 16), 512)]
@@ -215,3 +227,8 @@ def test_lint_only_the_justified_conda_lint(tmp_path):
     assert ours, text  # the conda lint is expected on every rule
     assert set(ours) == {"* Specify a conda environment or container for each rule.:"}, ours
     assert "conda environment" in SNAKEFILE.read_text()
+
+
+if __name__ == "__main__":
+    np.savez(TINY, **tiny_tensors())
+    print(f"wrote {TINY}")
