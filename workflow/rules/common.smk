@@ -144,10 +144,11 @@ def figure_layers(ckpt):
     by_name = {layer["name"]: layer["index"] for layer in layers}
     wanted = config["figure_layers"]
     if wanted == "auto":
-        if is_resnet50(layers):
+        analysed = selected_layers(ckpt)
+        if is_resnet50(layers) and set(SEED_FIGURE_LAYERS) <= {layer["index"] for layer in analysed}:
             wanted = list(SEED_FIGURE_LAYERS)
         else:
-            largest = sorted(layers, key=lambda layer: (-layer["numel"], layer["index"]))[:2]
+            largest = sorted(analysed, key=lambda layer: (-layer["numel"], layer["index"]))[:2]
             wanted = sorted(layer["index"] for layer in largest)
     indices = []
     for ref in wanted:
