@@ -138,33 +138,10 @@ def _keep_threshold(s, s_prev, keep):
     return keep
 
 
-def _make_recursion(sweep):
-    """Compile the recursion around one way of sweeping (``sweep(state, s, keep)``).
-
-    ``sweep`` returns the tail sums at ``s`` and may drop magnitudes <= keep.  The compiled
-    function iterates ``s <- g(s)`` from ``s_0 = 0`` (``s_1 = g(0)`` needs only the totals) and
-    returns (s_n, s_{n-1}, n, status, keep).
-    """
-
-    @nb.njit(**_JIT)
-    def recursion(state, total, nz, counted, c, tol, max_iter, first_keep):
-        s_prev2 = -1.0
-        s_prev = 0.0
-        keep = 0.0
-        s = _next_clip(total, nz, counted, c)
-        st = _status(s, s_prev, s_prev2, tol)
-        n = 1
-        while st == RUNNING and n < max_iter:
-            n += 1
-            keep = first_keep if n == 2 else _keep_threshold(s, s_prev, keep)
-            s_prev2 = s_prev
-            s_prev = s
-            s_out, n_out, _ = sweep(state, s_prev, keep)
-            s = _next_clip(s_out, n_out, counted, c)
-            st = _status(s, s_prev, s_prev2, tol)
-        return s, s_prev, n, st, keep
-
-    return recursion
+@nb.njit(**_JIT)
+def _advance(s, s_prev, keep, n, first_keep):
+    """Bookkeeping before the sweep at ``s``: the keep threshold for it (see _keep_threshold)."""
+    return first_keep if n == 2 else _keep_threshold(s, s_prev, keep)
 
 
 @nb.njit(**_JIT)
@@ -201,18 +178,6 @@ def _jump_root(mags, counted, c, lo, hi):
 
 
 # ---------------------------------------------------------------- many rows: a row per thread
-@nb.njit(**_JIT)
-def _sweep_row(state, s, keep):
-    src, buf, meta = state  # meta: [count, t_buf]
-    s_out, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, int(meta[0]), meta[1], s, keep)
-    meta[0] = count
-    meta[1] = t_buf
-    return s_out, n_out, e_out
-
-
-_row_recursion = _make_recursion(_sweep_row)
-
-
 @nb.njit(parallel=True, **_JIT)
 def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     """Solve every row of ``rows`` (R, M) independently, one thread per row.
@@ -239,11 +204,23 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
             continue
         # The row stays in cache: the first sweep fills the buffer, betting s_1 (the mean)
         # lies below the root.
-        state = (src, np.empty(length, rows.dtype), np.array([0.0, np.inf]))
-        s1 = _next_clip(tot, nz, cnt_all, c)
-        s, s_prev, n, st, keep = _row_recursion(state, tot, nz, cnt_all, c, tol, max_iter, s1)
+        buf = np.empty(length, rows.dtype)
+        count = 0
+        t_buf = np.inf
+        s_prev2, s_prev, keep = -1.0, 0.0, 0.0
+        s = _next_clip(tot, nz, cnt_all, c)  # s_1 = g(0): every counted magnitude is above 0
+        first_keep = s
+        st = _status(s, s_prev, s_prev2, tol)
+        n = 1
+        while st == RUNNING and n < max_iter:
+            n += 1
+            keep = _advance(s, s_prev, keep, n, first_keep)
+            s_prev2, s_prev = s_prev, s
+            s_out, n_out, _, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s_prev, keep)
+            s = _next_clip(s_out, n_out, cnt_all, c)
+            st = _status(s, s_prev, s_prev2, tol)
         s = _settle(src, s, s_prev, st, cnt_all, c)
-        _, n_out, e_out = _sweep_row(state, s, min(keep, s))
+        _, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s, min(keep, s))
         clip[r] = s
         iters[r] = n
         status[r] = st
@@ -273,7 +250,7 @@ def _stats_segments(src, seg_lo, seg_hi):
 
 
 @nb.njit(parallel=True, **_JIT)
-def _sweep_segments_parallel(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
+def _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
     nseg = seg_lo.size
     out = np.zeros((3, nseg))
     for j in nb.prange(nseg):
@@ -286,17 +263,6 @@ def _sweep_segments_parallel(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep
         seg_cnt[j] = cnt
         seg_t[j] = t
     return out.sum(axis=1)
-
-
-@nb.njit(**_JIT)
-def _sweep_segments(state, s, t_keep):
-    # Unpacked here: a parallel loop handed a tuple of arrays ran 70x slower.
-    src, buf, seg_lo, seg_hi, seg_cnt, seg_t = state
-    total = _sweep_segments_parallel(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep)
-    return total[0], total[1], total[2]
-
-
-_segment_recursion = _make_recursion(_sweep_segments)
 
 
 @nb.njit(**_JIT)
@@ -322,13 +288,24 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     cnt_all = nz if exclude_zeros else float(src.size)
     if not np.isfinite(tot):
         return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, cnt_all, tot, neg])
-    state = (src, np.empty_like(src), seg_lo, seg_hi, np.zeros(n_seg, np.int64), np.full(n_seg, np.inf))
-    s1 = _next_clip(tot, nz, cnt_all, c)
-    first_keep = 0.97 * _predict_next(src, s1, cnt_all / src.size, c, 61)
-    s, s_prev, n, st, keep = _segment_recursion(state, tot, nz, cnt_all, c, tol, max_iter, first_keep)
+    buf = np.empty_like(src)
+    seg_cnt = np.zeros(n_seg, np.int64)
+    seg_t = np.full(n_seg, np.inf)  # empty buffers: the first sweep fills them
+    s_prev2, s_prev, keep = -1.0, 0.0, 0.0
+    s = _next_clip(tot, nz, cnt_all, c)
+    first_keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 61)
+    st = _status(s, s_prev, s_prev2, tol)
+    n = 1
+    while st == RUNNING and n < max_iter:
+        n += 1
+        keep = _advance(s, s_prev, keep, n, first_keep)
+        s_prev2, s_prev = s_prev, s
+        sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s_prev, keep)
+        s = _next_clip(sums[0], sums[1], cnt_all, c)
+        st = _status(s, s_prev, s_prev2, tol)
     s = _settle(src, s, s_prev, st, cnt_all, c)
-    _, n_out, e_out = _sweep_segments(state, s, min(keep, s))
-    return np.array([s, n, st, n_out, e_out, cnt_all, tot, neg])
+    sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, min(keep, s))
+    return np.array([s, n, st, sums[1], sums[2], cnt_all, tot, neg])
 
 
 def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source):

@@ -8,6 +8,11 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+# mkstemp creates files 0600; a finished file gets the mode open() would have given it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
@@ -22,6 +27,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs):
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
             handle.flush()
+            os.fchmod(handle.fileno(), _FILE_MODE)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
