@@ -23,26 +23,16 @@ import anyio.to_thread
 
 from octav_core import mse_curve, optimal_clip
 from octav_core.analysis import analyse_layer
-from octav_core.checkpoints import KNOWN_SPECS, CheckpointError, UnknownLayerError, open_checkpoint
+from octav_core.checkpoints import KNOWN_SPECS, CheckpointError, UnknownLayerError, open_checkpoint, results_id
 from octav_core.fileio import write_json_atomic
 
 from .errors import ApiError, not_found
 from .limits import ComputeGate
 from .settings import Settings
 
-# The workflow's rule (workflow/rules/common.smk: checkpoint_id) for a local file's results id.
+# Local checkpoint files the operator's allowed directories may hold.
 LOCAL_SUFFIXES = (".npz", ".safetensors", ".pth", ".pt", ".json")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def results_id(path: Path) -> str:
-    """``results/{id}/`` of a local checkpoint file: its name without the suffix, made path-safe."""
-    name = path.name
-    for suffix in sorted(LOCAL_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._") or "checkpoint"
 
 
 def unavailable(message: str) -> ApiError:

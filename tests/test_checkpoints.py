@@ -476,3 +476,14 @@ def test_torchvision_download_path_from_a_local_server(cache, tmp_path, monkeypa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_results_id_names_results_folders(tmp_path):
+    from octav_core.checkpoints import results_id
+
+    assert results_id("resnet50-caffe") == "resnet50-caffe"
+    (tmp_path / "bert base").mkdir()
+    assert results_id(tmp_path / "bert base" / "model.safetensors") == "bert_base"
+    assert results_id(tmp_path / "tiny.npz") == "tiny"
+    assert results_id(tmp_path / "llama.safetensors.index.json") == "llama"
+    assert results_id(tmp_path / "bert base") == "bert_base"

@@ -14,7 +14,7 @@ from .base import (Checkpoint, CheckpointError, FetchError, IntegrityError, Laye
                    UnknownSpecError, number_layers)
 from .cache import cache_dir
 from .resnet50 import RESNET50_LAYER_NAMES, RESNET50_TABLE
-from .specs import DEFAULT_SPEC, KNOWN_SPECS, LOCAL_FORMATS, known_specs, open_checkpoint
+from .specs import DEFAULT_SPEC, KNOWN_SPECS, LOCAL_FORMATS, known_specs, open_checkpoint, results_id
 
 __all__ = [
     "Checkpoint",
@@ -33,4 +33,5 @@ __all__ = [
     "LOCAL_FORMATS",
     "known_specs",
     "open_checkpoint",
+    "results_id",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -336,6 +337,29 @@ KNOWN_SPECS: dict[str, Spec] = {
 
 LOCAL_FORMATS = (".safetensors, *.safetensors.index.json, .pth/.pt (weights only), .npz, TF.js model.json, "
                  "or a directory holding one")
+
+
+# File stems that say nothing about the model: such a file is named after its folder.
+GENERIC_STEMS = {"model", "pytorch_model", "weights", "checkpoint", "model.safetensors.index"}
+
+
+def results_id(spec: str | os.PathLike) -> str:
+    """The name of ``results/{id}/`` for a checkpoint spec (the workflow and the service agree).
+
+    A named spec is its own id; a local folder is named after itself; a local file after its
+    stem (``model.safetensors`` and other generic stems after the folder that holds it; a
+    sharded ``NAME.safetensors.index.json`` after NAME), with unsafe characters replaced.
+    """
+    text = os.fspath(spec)
+    if text in KNOWN_SPECS:
+        return text
+    path = Path(text).expanduser().resolve()
+    name = path.name
+    if not path.is_dir():
+        name = name.split(".")[0] if name.lower().endswith(".safetensors.index.json") else path.stem
+        if name in GENERIC_STEMS:
+            name = path.parent.name
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._") or "checkpoint"
 
 
 def known_specs() -> list[dict]:
