@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import octav_core
-from octav_core.analysis import ANALYSIS_FORMAT
+from octav_core.analysis import ANALYSIS_FORMAT, results_id
 from octav_core.checkpoints import KNOWN_SPECS, LOCAL_FORMATS, RESNET50_LAYER_NAMES
 from snakemake.utils import validate
 
@@ -36,26 +36,12 @@ def is_local_spec(spec):
     return spec not in KNOWN_SPECS
 
 
-# Stems that say nothing about the model; the results directory takes the parent's name.
-GENERIC_STEMS = {"model", "pytorch_model", "weights", "checkpoint", "model.safetensors.index"}
-
-
 def checkpoint_id(spec):
-    """The results directory name of a spec: the spec itself, or a local file's (or folder's) name."""
-    if not is_local_spec(spec):
-        return spec
-    path = Path(spec).expanduser()
-    if not path.exists():
+    """The results directory name of a spec (octav_core.analysis.results_id), checking a local file exists."""
+    if is_local_spec(spec) and not Path(spec).expanduser().exists():
         raise ConfigError(f"checkpoint {spec!r} is not a known checkpoint ({', '.join(KNOWN_SPECS)}) and no such "
                           f"file exists (relative paths are taken from {Path.cwd()}); local checkpoints: {LOCAL_FORMATS}")
-    path = path.resolve()
-    name = path.name
-    if path.is_file():
-        name = name.split(".")[0] if name.lower().endswith(".safetensors.index.json") else path.stem
-        if name in GENERIC_STEMS:
-            name = path.parent.name
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._") or "checkpoint"
-    return name
+    return results_id(spec)
 
 
 def _checkpoints_from_config():
