@@ -108,19 +108,23 @@ def test_method_tables_cover_the_issue():
 
 # ---------------------------------------------------------------- the Snakemake target
 
-def snakemake(*args):
+def snakemake(workdir, *args):
+    """A dry run of the repository's workflow in an empty ``workdir`` (the repository's results
+    and locks stay out of it)."""
     exe = shutil.which("snakemake")
     cmd = [exe] if exe else [sys.executable, "-m", "snakemake"]
-    return subprocess.run(cmd + ["-s", str(REPO / "Snakefile"), "-d", str(REPO), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=os.environ | {"OCTAV_OFFLINE": "1"})
+    return subprocess.run(cmd + ["-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
+                                 str(REPO / "config" / "config.yaml"), *args],
+                          cwd=workdir, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"OCTAV_OFFLINE": "1", "OCTAV_CACHE": str(workdir / "cache")})
 
 
 needs_snakemake = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake is not installed")
 
 
 @needs_snakemake
-def test_qat_target_dry_run_plans_one_job_per_seed():
-    proc = snakemake("-n", "qat", "--config", "qat={seeds: [3, 5], qat_epochs: 1}")
+def test_qat_target_dry_run_plans_one_job_per_seed(tmp_path):
+    proc = snakemake(tmp_path, "-n", "qat", "--config", "qat={seeds: [3, 5], qat_epochs: 1}")
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
     assert re.search(r"qat_seed\s+2\b", text), text
@@ -128,7 +132,7 @@ def test_qat_target_dry_run_plans_one_job_per_seed():
 
 
 @needs_snakemake
-def test_qat_bad_config_fails_before_any_job():
-    proc = snakemake("-n", "qat", "--config", "qat={epochs: 3}")
+def test_qat_bad_config_fails_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, "-n", "qat", "--config", "qat={epochs: 3}")
     assert proc.returncode != 0
     assert "unknown qat config key(s) ['epochs']" in proc.stdout + proc.stderr
