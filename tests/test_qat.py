@@ -261,6 +261,7 @@ OCTAV_QCONFIG = QConfig(
 )
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # torch's own deprecation notice
 def test_eager_prepare_convert_uses_octav_scales():
     torch.manual_seed(6)
     net = _Net().eval()
