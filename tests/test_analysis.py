@@ -178,3 +178,23 @@ def test_results_id(tmp_path):
     assert results_id(bert / "pytorch_model.pth") == "bert-base"
     assert results_id(bert) == "bert-base"
     assert results_id("...") == "checkpoint"
+
+
+def test_figures_from_records(record, weights, tmp_path):
+    """The workflow's figure functions draw from these records and refuse what they cannot draw."""
+    from octav_core import plots
+
+    plots.figure1a([record], 4, [tmp_path / "f.png", tmp_path / "f.pdf"])
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match=re.escape("layer #7 layer.weight was analysed at bits 2, 4, 8, not at 3")):
+        plots.figure1a([record], 3, tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()
+    plots.calibrators([record, record], 2, tmp_path / "c.png")
+    plots.clip_by_layer([record], tmp_path / "l.png")
+    plots.weight_histograms({"w": weights}, {"w": record["bits"]["4"]["octav"]["clip"]}, 4, tmp_path / "h.png")
+    plots.qerror_histograms({"w": weights}, 4, "paper", tmp_path / "q.png")
+    assert all((tmp_path / n).stat().st_size > 10_000 for n in ("c.png", "l.png", "h.png", "q.png"))
+    with pytest.raises(ValueError, match="all zeros"):
+        plots.qerror_histograms({"dead": np.zeros(8, np.float32)}, 4, "paper", tmp_path / "z.png")
+    with pytest.raises(ValueError, match="at least one layer"):
+        plots.calibrators([], 4, tmp_path / "e.png")
