@@ -266,10 +266,18 @@ def _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, t_keep):
 
 
 @nb.njit(**_JIT)
-def _predict_next(src, s, counted_fraction, c, stride):
-    """g(s) estimated on every ``stride``-th element: where to cut the first tail buffer."""
-    s_out, n_out, _ = _tail_sums(src[::stride], s)
-    n = (src.size + stride - 1) // stride
+def _predict_next(src, s, counted_fraction, c, chunks, chunk):
+    """g(s) estimated on ``chunks`` evenly spread runs of ``chunk`` elements (contiguous runs
+    cost a fraction of a strided sample's memory traffic): where to cut the first tail buffer."""
+    s_out = 0.0
+    n_out = 0.0
+    step = max(src.size // chunks, chunk)
+    n = 0
+    for start in range(0, src.size - chunk + 1, step):
+        a, b, _ = _tail_sums(src[start:start + chunk], s)
+        s_out += a
+        n_out += b
+        n += chunk
     return _next_clip(s_out, n_out, counted_fraction * n, c)
 
 
@@ -293,7 +301,7 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     seg_t = np.full(n_seg, np.inf)  # empty buffers: the first sweep fills them
     s_prev2, s_prev, keep = -1.0, 0.0, 0.0
     s = _next_clip(tot, nz, cnt_all, c)
-    first_keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 61)
+    first_keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 256, 256)
     st = _status(s, s_prev, s_prev2, tol)
     n = 1
     while st == RUNNING and n < max_iter:
