@@ -22,8 +22,6 @@ an all-zero tensor, or an MSE of exactly 0).
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,39 +48,6 @@ SUMMARY_COLUMNS = (
     "percentile_clip", "percentile_mse", "percentile_sqnr_db",
     "scan_clip", "scan_mse", "scan_sqnr_db",
 )
-
-
-# File names that say nothing about the model: the results id takes the folder's name instead.
-GENERIC_STEMS = frozenset({"model", "pytorch_model", "weights", "checkpoint"})
-
-
-def results_id(spec: Any) -> str:
-    """The ``{id}`` of ``results/{id}/`` for a checkpoint spec (one rule for the workflow and the service).
-
-    A named checkpoint (``octav_core.checkpoints.KNOWN_SPECS``) keeps its name.  A local file
-    gives its name without the suffix (``.npz``, ``.safetensors``, ``.safetensors.index.json``,
-    ``.pth``, ``.pt``, ``.json``), or its folder's name when that is generic (``model.safetensors``,
-    ``pytorch_model.pth``, a TF.js ``model.json``); a folder gives its own name.  Characters
-    other than ``A-Za-z0-9._-`` become ``_``.
-
-    Example:
-        >>> results_id("resnet50-caffe"), results_id("runs/bert/model.safetensors"), results_id("w/tiny.npz")
-        ('resnet50-caffe', 'bert', 'tiny')
-    """
-    from .checkpoints import KNOWN_SPECS
-
-    if isinstance(spec, str) and spec in KNOWN_SPECS:
-        return spec
-    path = Path(spec).expanduser()
-    name = path.name
-    lower = name.lower()
-    for suffix in (".safetensors.index.json", ".safetensors", ".npz", ".pth", ".pt", ".json"):
-        if lower.endswith(suffix):
-            name = name[: -len(suffix)]
-            if name.lower() in GENERIC_STEMS:
-                name = path.resolve().parent.name
-            break
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._") or "checkpoint"
 
 
 def layer_stats(x: Any) -> dict:

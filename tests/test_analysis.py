@@ -164,22 +164,6 @@ def test_summary_rows_and_csv(record, tmp_path):
     assert back[0]["octav_converged"] == "True" and back[0]["name"] == "layer.weight"
 
 
-def test_results_id(tmp_path):
-    from octav_core.analysis import results_id
-
-    assert results_id("resnet50-caffe") == "resnet50-caffe" and results_id("minilm-l6") == "minilm-l6"
-    assert results_id(tmp_path / "tiny.npz") == "tiny"
-    assert results_id("runs/my model.pth") == "my_model"
-    assert results_id("ckpt/v2.safetensors") == "v2"
-    bert = tmp_path / "bert-base"
-    bert.mkdir()
-    assert results_id(bert / "model.safetensors") == "bert-base"
-    assert results_id(bert / "model.safetensors.index.json") == "bert-base"
-    assert results_id(bert / "pytorch_model.pth") == "bert-base"
-    assert results_id(bert) == "bert-base"
-    assert results_id("...") == "checkpoint"
-
-
 def test_figures_from_records(record, weights, tmp_path):
     """The workflow's figure functions draw from these records and refuse what they cannot draw."""
     from octav_core import plots

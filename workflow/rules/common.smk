@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import octav_core
-from octav_core.analysis import ANALYSIS_FORMAT, results_id
-from octav_core.checkpoints import KNOWN_SPECS, LOCAL_FORMATS, RESNET50_LAYER_NAMES
+from octav_core.analysis import ANALYSIS_FORMAT
+from octav_core.checkpoints import KNOWN_SPECS, LOCAL_FORMATS, RESNET50_LAYER_NAMES, results_id
 from snakemake.utils import validate
 
 
@@ -37,7 +37,7 @@ def is_local_spec(spec):
 
 
 def checkpoint_id(spec):
-    """The results directory name of a spec (octav_core.analysis.results_id), checking a local file exists."""
+    """The results directory name of a spec (octav_core.checkpoints.results_id), checking a local file exists."""
     if is_local_spec(spec) and not Path(spec).expanduser().exists():
         raise ConfigError(f"checkpoint {spec!r} is not a known checkpoint ({', '.join(KNOWN_SPECS)}) and no such "
                           f"file exists (relative paths are taken from {Path.cwd()}); local checkpoints: {LOCAL_FORMATS}")
