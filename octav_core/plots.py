@@ -41,8 +41,10 @@ def _save(fig, paths) -> None:
 
     for path in [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else paths:
         fmt = str(path).rsplit(".", 1)[-1].lower()
+        # no creation date in a PDF, so the same results give the same bytes
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
         with atomic_write(path, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=150)
+            fig.savefig(handle, format=fmt, dpi=150, metadata=metadata)
     plt.close(fig)
 
 
