@@ -299,6 +299,9 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
     buf = np.empty_like(src)
     seg_cnt = np.zeros(n_seg, np.int64)
     seg_t = np.full(n_seg, np.inf)  # empty buffers: the first sweep fills them
+    # The same loop as in _solve_rows, around a shared sweep: written out in each (a loop taking
+    # its sweep as a function argument or closure cannot be cached on disk by numba, and every
+    # process would recompile it).
     s_prev2, s_prev, keep = -1.0, 0.0, 0.0
     s = _next_clip(tot, nz, cnt_all, c)
     first_keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 256, 256)
