@@ -165,8 +165,13 @@ def clip_by_layer(records: list, paths) -> None:
     top.set_ylim(0, 1.05)
     top.legend(fontsize=8, ncol=len(bits_all), loc="upper center", bbox_to_anchor=(0.5, 1.18))
     bottom.set_ylabel("SQNR at OCTAV clip (dB)")
-    bottom.set_xlabel("layer")
-    for ax in (top, bottom):
+    _finish_by_layer(fig, (top, bottom), paths)
+
+
+def _finish_by_layer(fig, axes, paths) -> None:
+    """Layer-indexed panels: integer ticks, a light grid, the x label on the last; then save."""
+    axes[-1].set_xlabel("layer")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
@@ -203,9 +208,4 @@ def calibrators(records: list, bits: int, paths) -> None:
     top.legend(fontsize=8, ncol=len(CALIBRATORS), loc="upper center", bbox_to_anchor=(0.5, 1.2))
     bottom.set_ylabel("dB below best clip")
     bottom.set_yscale("symlog", linthresh=0.01)
-    bottom.set_xlabel("layer")
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    _save(fig, paths)
+    _finish_by_layer(fig, (top, bottom), paths)
