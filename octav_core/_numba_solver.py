@@ -96,13 +96,13 @@ def _sweep_buffer(src, buf, count, t_buf, s, t_keep):
     """Tail sums at ``s`` of one buffer holding the ``count`` magnitudes of ``src`` above ``t_buf``.
 
     Refills the buffer from ``src`` when ``s < t_buf``; compacts it to the magnitudes above
-    ``t_keep`` when that is higher.  Returns (s_out, n_out, e_out, count, t_buf).
+    ``t_keep`` when that is clearly higher.  Returns (s_out, n_out, e_out, count, t_buf).
     """
     if s < t_buf:
         s_out, n_out, e_out, count = _refill(src, buf, s, t_keep)
         return s_out, n_out, e_out, count, t_keep
     s_out, n_out, e_out = _tail_sums(buf[:count], s)
-    if t_keep > t_buf:
+    if t_keep > 1.1 * t_buf:  # a slightly higher cut would save less than the copy costs
         count = _keep_above(buf[:count], buf, t_keep)
         t_buf = t_keep
     return s_out, n_out, e_out, count, t_buf
@@ -202,14 +202,15 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
         counted[r] = cnt_all
         if not np.isfinite(tot):
             continue
-        # The row stays in cache: the first sweep fills the buffer, betting s_1 (the mean)
-        # lies below the root.
         buf = np.empty(length, rows.dtype)
         count = 0
         t_buf = np.inf
         s_prev2, s_prev, keep = -1.0, 0.0, 0.0
         s = _next_clip(tot, nz, cnt_all, c)  # s_1 = g(0): every counted magnitude is above 0
-        first_keep = s
+        # The row is in cache, so s_2 = g(s_1) costs little to know in advance: the first sweep
+        # (at s_1) fills the buffer with only what the sweep at s_2 will read.
+        s_out1, n_out1, _ = _tail_sums(src, s)
+        first_keep = _next_clip(s_out1, n_out1, cnt_all, c)
         st = _status(s, s_prev, s_prev2, tol)
         n = 1
         while st == RUNNING and n < max_iter:
