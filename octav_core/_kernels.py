@@ -76,20 +76,56 @@ def _neumaier_add(total, comp, v):
     return t, comp
 
 
+PREFIX_BLOCK = 64  # prefix sums are kept per block; a query adds up at most 63 magnitudes
+
+
 @nb.njit(**_JIT)
 def prefix_sums(y):
-    """Compensated prefix sums of ``y`` and ``y**2``, length n + 1 (each within an ulp)."""
+    """Compensated sums of ``y`` and ``y**2`` over ``y[:k * PREFIX_BLOCK]`` for every k.
+
+    Blocked rather than per element: two float64 arrays as long as ``y`` cost more to allocate
+    and fill than the sort itself, and a query needs only a short partial sum (:func:`cumulative`).
+    """
     n = y.size
-    p1 = np.zeros(n + 1)
-    p2 = np.zeros(n + 1)
+    nblocks = n // PREFIX_BLOCK + 1
+    p1 = np.zeros(nblocks)
+    p2 = np.zeros(nblocks)
     s1, c1, s2, c2 = 0.0, 0.0, 0.0, 0.0
-    for i in range(n):
-        v = np.float64(y[i])
-        s1, c1 = _neumaier_add(s1, c1, v)
-        s2, c2 = _neumaier_add(s2, c2, v * v)
-        p1[i + 1] = s1 + c1
-        p2[i + 1] = s2 + c2
+    for k in range(1, nblocks):
+        b1 = 0.0
+        b2 = 0.0
+        for i in range((k - 1) * PREFIX_BLOCK, k * PREFIX_BLOCK):
+            v = np.float64(y[i])
+            b1 += v
+            b2 += v * v
+        s1, c1 = _neumaier_add(s1, c1, b1)
+        s2, c2 = _neumaier_add(s2, c2, b2)
+        p1[k] = s1 + c1
+        p2[k] = s2 + c2
     return p1, p2
+
+
+@nb.njit(**_JIT)
+def cumulative(y, p1, p2, i):
+    """``(sum y[:i], sum y[:i]**2)`` from the blocked prefix sums."""
+    k = i // PREFIX_BLOCK
+    s1 = p1[k]
+    s2 = p2[k]
+    for j in range(k * PREFIX_BLOCK, i):
+        v = np.float64(y[j])
+        s1 += v
+        s2 += v * v
+    return s1, s2
+
+
+@nb.njit(**_JIT)
+def cumulative_at(y, p1, p2, idx):
+    """:func:`cumulative` at each index of ``idx``."""
+    out1 = np.empty(idx.size)
+    out2 = np.empty(idx.size)
+    for i in range(idx.size):
+        out1[i], out2[i] = cumulative(y, p1, p2, idx[i])
+    return out1, out2
 
 
 @nb.njit(**_JIT)
@@ -108,21 +144,25 @@ def _lower_bound(y, value, lo, hi):
 def sorted_quantization_error(y, p1, p2, s, kmax):
     """Sum over the sorted magnitudes ``y`` of ``(y - Q(y))**2`` for clip ``s``, ``kmax`` levels above 0."""
     n = y.size
+    all1, all2 = cumulative(y, p1, p2, n)
     if s <= 0.0:
-        return p2[n]
+        return all2
     step = s / kmax
     total = 0.0
     lo = 0
+    lo1, lo2 = 0.0, 0.0
     for k in range(kmax):
         hi = _lower_bound(y, (k + 0.5) * step, lo, n)
         if hi > lo:
+            hi1, hi2 = cumulative(y, p1, p2, hi)
             level = k * step
-            total += (p2[hi] - p2[lo]) - 2.0 * level * (p1[hi] - p1[lo]) + level * level * (hi - lo)
+            total += (hi2 - lo2) - 2.0 * level * (hi1 - lo1) + level * level * (hi - lo)
+            lo1, lo2 = hi1, hi2
         lo = hi
         if lo == n:
             break
     if lo < n:
-        total += (p2[n] - p2[lo]) - 2.0 * s * (p1[n] - p1[lo]) + s * s * (n - lo)
+        total += (all2 - lo2) - 2.0 * s * (all1 - lo1) + s * s * (n - lo)
     return max(total, 0.0)
 
 

@@ -30,7 +30,7 @@ class Curve:
 
 
 class SortedMagnitudes:
-    """``|x|`` sorted ascending, with compensated float64 prefix sums of ``|x|`` and ``x**2``.
+    """``|x|`` sorted ascending, with compensated float64 (blocked) prefix sums of ``|x|`` and ``x**2``.
 
     ``empirical(s)`` and ``theoretical(s)`` evaluate exactly at any clip: every quantiser cell
     ``[(k - 1/2) D, (k + 1/2) D)`` is a contiguous run of the sorted magnitudes, whose error is
@@ -51,9 +51,12 @@ class SortedMagnitudes:
         self.zeros = int(_kernels.count_at_most(self.y, np.zeros(1))[0])
         self.max = float(self.y[-1])
 
-    def _range_sums(self, lo, hi):
-        """Count, sum and sum of squares of the magnitudes with index in [lo, hi)."""
-        return hi - lo, self.p1[hi] - self.p1[lo], self.p2[hi] - self.p2[lo]
+    def _tail_sums(self, start):
+        """Count, sum and sum of squares of the magnitudes from each index in ``start`` on."""
+        n = self.y.size
+        all1, all2 = _kernels.cumulative(self.y, self.p1, self.p2, n)
+        lo1, lo2 = _kernels.cumulative_at(self.y, self.p1, self.p2, np.asarray(start, dtype=np.int64))
+        return n - start, all1 - lo1, all2 - lo2
 
     def empirical(self, clips, bits: int, grid: Grid) -> np.ndarray:
         """Exact mean of ``(x - Q(x))**2`` at each clip (a 1-D array)."""
@@ -65,7 +68,7 @@ class SortedMagnitudes:
         clips = np.atleast_1d(np.asarray(clips, dtype=np.float64))
         c = grid.noise_constant(bits)
         split = _kernels.count_at_most(self.y, clips)
-        n_out, s_out, q_out = self._range_sums(split, self.y.size)
+        n_out, s_out, q_out = self._tail_sums(split)
         n_in = split - (self.zeros if exclude_zeros else 0)
         return (c * clips**2 * n_in + q_out - 2 * clips * s_out + clips**2 * n_out) / self.numel
 

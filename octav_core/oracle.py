@@ -45,23 +45,29 @@ def _interval_bounds(y, p1, p2, lo_s, hi_s, kmax):
         quad_c = 0.0  # sum (k / kmax)**2
         band = 0.0
         start = 0  # first magnitude not yet assigned
+        start1, start2 = 0.0, 0.0
         for k in range(kmax):
             band_lo = _kernels._lower_bound(y, (k + 0.5) * a / kmax, start, n)
             band_hi = _kernels._lower_bound(y, np.nextafter((k + 0.5) * b / kmax, np.inf), band_lo, n)
             w = k / kmax
             cnt = band_lo - start
+            lo1, lo2 = _kernels.cumulative(y, p1, p2, band_lo) if cnt > 0 else (start1, start2)
             if cnt > 0:
-                quad_a += p2[band_lo] - p2[start]
-                quad_b += w * (p1[band_lo] - p1[start])
+                quad_a += lo2 - start2
+                quad_b += w * (lo1 - start1)
                 quad_c += w * w * cnt
             if band_hi > band_lo:
                 gap = min((k + 0.5) * a - k * b, (k + 1.0) * a - (k + 0.5) * b) / kmax
                 if gap > 0:
                     band += (band_hi - band_lo) * gap * gap
+                start1, start2 = _kernels.cumulative(y, p1, p2, band_hi)
+            else:
+                start1, start2 = lo1, lo2
             start = band_hi
         if start < n:  # clipped for every s in [a, b]: level kmax, weight 1
-            quad_a += p2[n] - p2[start]
-            quad_b += p1[n] - p1[start]
+            all1, all2 = _kernels.cumulative(y, p1, p2, n)
+            quad_a += all2 - start2
+            quad_b += all1 - start1
             quad_c += n - start
         s = b if quad_c <= 0 else min(max(quad_b / quad_c, a), b)
         cand[i] = s
@@ -74,7 +80,9 @@ def _clipped_error(y, p1, p2, a):
     """sum over y > a of (y - a)**2: a lower bound on the error of every clip s <= a."""
     n = y.size
     i = _kernels._lower_bound(y, np.nextafter(a, np.inf), 0, n)
-    return max((p2[n] - p2[i]) - 2.0 * a * (p1[n] - p1[i]) + a * a * (n - i), 0.0)
+    all1, all2 = _kernels.cumulative(y, p1, p2, n)
+    i1, i2 = _kernels.cumulative(y, p1, p2, i)
+    return max((all2 - i2) - 2.0 * a * (all1 - i1) + a * a * (n - i), 0.0)
 
 
 def best_empirical_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, rtol: float = 1e-6,
