@@ -21,7 +21,6 @@ Writes results/benchmarks/clip.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path

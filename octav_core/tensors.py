@@ -108,14 +108,12 @@ def report_bad_values(x: Any, grid: Grid | None) -> None:
 def check_values(x: Any, grid: Grid | None) -> None:
     """Cheap screening; the detailed message comes from :func:`report_bad_values`."""
     if is_torch_tensor(x):
-        bad = not bool(torch_isfinite_all(x)) or (grid is not None and not grid.signed and bool((x < 0).any()))
+        import torch
+
+        bad = not bool(torch.isfinite(x).all()) or (grid is not None and not grid.signed and bool((x < 0).any()))
     else:
         with np.errstate(invalid="ignore"):
             bad = not np.isfinite(x).all() or (grid is not None and not grid.signed and bool((x < 0).any()))
     if bad:
         report_bad_values(x, grid)
 
-
-def torch_isfinite_all(x):
-    torch = sys.modules["torch"]
-    return torch.isfinite(x).all()

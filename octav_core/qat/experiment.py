@@ -35,7 +35,7 @@ with warnings.catch_warnings():  # see octav_core.qat.observer
     warnings.simplefilter("ignore", DeprecationWarning)
     from torch.ao.quantization import FakeQuantize, HistogramObserver, MinMaxObserver
 
-from .model import QuantizedLayer, quantize_model, wrap_layers
+from .model import quantize_model, wrap_layers
 from .observer import OctavObserver
 
 QAT_METHODS = {
