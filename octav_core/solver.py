@@ -101,24 +101,21 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
     c = g.noise_constant(bits)
     rows = to_rows(x, layout, axis_n)
     if is_torch_tensor(x) and x.device.type != "cpu":
-        check_values(x, g)
+        check_values(x, g)  # the CPU backend finds bad values in its own first pass
         from . import _torch_solver as backend
 
         clip, iters, conv, tail, counted = backend.solve(rows, c, exclude_zeros, rule)
-        mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
-        out_dtype = x.dtype if x.dtype == _torch_float64() else _torch_float32()
-        clip, mse = clip.to(out_dtype), mse.to(out_dtype)
     else:
         from . import _numba_solver as backend
 
         host = _host_rows(rows) if is_torch_tensor(rows) else rows
         clip, iters, conv, tail, counted = backend.solve(host, c, exclude_zeros, rule, g, x)
-        mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
-        if is_torch_tensor(x):
-            import torch
+    mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
+    if is_torch_tensor(x):  # results on the input's device, float32 unless the input is float64
+        import torch
 
-            out_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-            clip, mse = torch.from_numpy(clip).to(out_dtype), torch.from_numpy(mse).to(out_dtype)
+        out = dict(dtype=torch.float64 if x.dtype == torch.float64 else torch.float32, device=x.device)
+        clip, mse = torch.as_tensor(clip).to(**out), torch.as_tensor(mse).to(**out)
     if layout.out_shape is None:
         clip, mse = (clip[0], mse[0]) if is_torch_tensor(clip) else (float(clip[0]), float(mse[0]))
     else:
@@ -139,19 +136,7 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
 
 def _host_rows(rows):
     """A numpy view of CPU rows (numpy has no bfloat16: half formats are widened to float32)."""
+    import torch
+
     rows = rows.detach().cpu()
-    if rows.dtype not in (_torch_float32(), _torch_float64()):
-        rows = rows.float()
-    return rows.numpy()
-
-
-def _torch_float32():
-    import torch
-
-    return torch.float32
-
-
-def _torch_float64():
-    import torch
-
-    return torch.float64
+    return (rows if rows.dtype in (torch.float32, torch.float64) else rows.float()).numpy()

@@ -26,6 +26,20 @@ def body_limit(kind: str, settings: Settings) -> int:
     return settings.max_json_body_bytes if kind == "json" else settings.max_body_bytes
 
 
+async def run_on_tensor(request: Request, settings: Settings, gate, wire, schema, compute) -> JSONResponse:
+    """Admit the request, read its body within the limits, decode it and run ``compute(envelope, x)``
+    on the worker pool (the one path of every tensor route)."""
+    async with gate.slot(declared_length(request)):
+        kind = body_kind(request)
+        body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
+
+        def work():
+            envelope, x = read_tensor(kind, body, wire, schema)
+            return compute(envelope, x)
+
+        return JSONResponse(await gate.run(work))
+
+
 @router.post(
     "/clip", response_model=ClipOut, responses=ERRORS,
     summary="Optimal clipping scalar of a tensor",
@@ -41,17 +55,12 @@ async def post_clip(
     ``clip``, ``theoretical_mse`` and ``empirical_mse`` are lists when ``axis`` or ``block_size`` is given.
     """
     check_query_names(request, CLIP_QUERY)
-    async with gate.slot(declared_length(request)):
-        kind = body_kind(request)
-        body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
-        def work():
-            envelope, x = read_tensor(kind, body, wire, ClipIn)
-            q = merge_quantiser(quantiser, envelope)
-            return clip_payload(x, q, merge_field("axis", axis, envelope),
-                                merge_field("block_size", block_size, envelope))
+    def compute(envelope, x):
+        return clip_payload(x, merge_quantiser(quantiser, envelope), merge_field("axis", axis, envelope),
+                            merge_field("block_size", block_size, envelope))
 
-        return JSONResponse(await gate.run(work))
+    return await run_on_tensor(request, settings, gate, wire, ClipIn, compute)
 
 
 @router.post(
@@ -66,15 +75,10 @@ async def post_curve(
 ) -> JSONResponse:
     """``mean((x - Q(x))**2)`` and ``J(s)`` at each clip, plus the OCTAV optimum (whole tensor)."""
     check_query_names(request, CURVE_QUERY, " (a curve is per tensor: no axis or block_size)")
-    async with gate.slot(declared_length(request)):
-        kind = body_kind(request)
-        body = await read_body(request, body_limit(kind, settings), settings.body_timeout_s)
 
-        def work():
-            envelope, x = read_tensor(kind, body, wire, CurveIn)
-            q = merge_quantiser(quantiser, envelope)
-            return curve_payload(x, q, merge_field("num", num, envelope), merge_field("clips", clips, envelope),
-                                 settings.max_curve_points)
+    def compute(envelope, x):
+        return curve_payload(x, merge_quantiser(quantiser, envelope), merge_field("num", num, envelope),
+                             merge_field("clips", clips, envelope), settings.max_curve_points)
 
-        return JSONResponse(await gate.run(work))
+    return await run_on_tensor(request, settings, gate, wire, CurveIn, compute)
 
