@@ -35,6 +35,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 _JIT = dict(nogil=True, cache=True, fastmath=_FAST)
 _SEGMENT = 1 << 17  # elements per segment of a long row: the second loop finds it in L2
+_PARTIAL = 256  # elements summed in the input's precision (as wide as its vectors) per float64 add
 
 RUNNING, CONVERGED, CYCLED = 0, 1, 2
 
@@ -56,18 +57,53 @@ def _magnitude_stats(src):
 
 
 @nb.njit(**_JIT)
+def _floor_to(src, s):
+    """The largest value of ``src``'s dtype at most ``s``: ``y > it`` exactly when ``y > s``."""
+    t = src.dtype.type(s)
+    return np.nextafter(t, src.dtype.type(-np.inf)) if t > s else t
+
+
+@nb.njit(**_JIT)
 def _tail_sums(mags, s):
-    """Over the magnitudes above ``s``: their sum, their count and sum (y - s)**2."""
+    """Over the magnitudes above ``s``: their sum, their count and sum (y - s)**2.
+
+    Partials of _PARTIAL elements stay in the input's precision, so the loop runs as wide as
+    its vectors (float64 across partials; near the root the tail is sparse and a partial adds
+    a few terms).  Squares are taken from ``t``, the input dtype's value at or just below
+    ``s``, and shifted to ``s`` in float64.
+    """
+    t = _floor_to(mags, s)
+    one = mags.dtype.type(1.0)
+    zero = mags.dtype.type(0.0)
     s_out = 0.0
     n_out = 0.0
-    e_out = 0.0
-    for i in range(mags.size):
-        y = np.float64(abs(mags[i]))
-        m = 1.0 if y > s else 0.0
-        s_out += y * m
-        n_out += m
-        e_out += (y - s) * (y - s) * m
-    return s_out, n_out, e_out
+    q_out = 0.0
+    full = mags.size - mags.size % _PARTIAL
+    for b in range(0, full, _PARTIAL):
+        blk = mags[b:b + _PARTIAL]
+        a = zero
+        n = zero
+        q = zero
+        for i in range(_PARTIAL):
+            y = abs(blk[i])
+            m = one if y > t else zero
+            e = (y - t) * m
+            a += y * m
+            n += m
+            q += e * e
+        s_out += a
+        n_out += n
+        q_out += q
+    for i in range(full, mags.size):
+        y = abs(mags[i])
+        if y > t:
+            e = np.float64(y - t)
+            s_out += y
+            n_out += 1.0
+            q_out += e * e
+    t64 = np.float64(t)
+    shift = s - t64  # 0 unless s is not representable in the input's dtype
+    return s_out, n_out, q_out - 2.0 * shift * (s_out - n_out * t64) + n_out * shift * shift
 
 
 @nb.njit(**_JIT)
@@ -139,20 +175,15 @@ def _keep_threshold(s, s_prev, keep):
 
 
 @nb.njit(**_JIT)
-def _advance(s, s_prev, keep, n, first_keep):
-    """Bookkeeping before the sweep at ``s``: the keep threshold for it (see _keep_threshold)."""
-    return first_keep if n == 2 else _keep_threshold(s, s_prev, keep)
-
-
-@nb.njit(**_JIT)
-def _jump_root(mags, counted, c, lo, hi):
+def _jump_root(mags, counted, c, lo, hi, s_extra, n_extra):
     """The sample magnitude in (lo, hi] where F(s) = S_out - s (c N_in + N_out) crosses zero.
 
     Reached when the recursion settles in a 2-cycle (lo, hi): F has no zero there but jumps
-    over it at a sample point, the infimum of J.  ``mags`` must hold every magnitude above lo.
+    over it at a sample point, the infimum of J.  ``mags`` must hold every magnitude above lo
+    but those above hi that ``s_extra`` (their sum) and ``n_extra`` (their count) stand for.
     """
-    s_lo = 0.0
-    n_lo = 0.0
+    s_lo = s_extra
+    n_lo = n_extra
     m = 0
     for i in range(mags.size):
         y = np.float64(abs(mags[i]))
@@ -179,11 +210,14 @@ def _jump_root(mags, counted, c, lo, hi):
 
 # ---------------------------------------------------------------- many rows: a row per thread
 @nb.njit(parallel=True, **_JIT)
-def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
+def _solve_rows(rows, exclude_zeros, c, tol, max_iter, start, kappa):
     """Solve every row of ``rows`` (R, M) independently, one thread per row.
 
-    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, total |x| per row
-    (non-finite if the row holds NaN/Inf) and negatives per row.
+    Row r starts at ``s_0 = start[r] + kappa * g_r(0)`` (``g_r(0)`` is the paper's first
+    iterate, the mean of the counted magnitudes).  A row stays in cache while its thread works
+    on it, so each iterate is one vectorised pass over the whole row: cheaper than compacting.
+    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, g(0), total |x| per
+    row (non-finite if the row holds NaN/Inf) and negatives per row.
     """
     nrows, length = rows.shape
     clip = np.zeros(nrows)
@@ -191,6 +225,7 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
     status = np.zeros(nrows, np.int64)
     counted = np.zeros(nrows)
     tail = np.zeros((2, nrows))
+    first = np.zeros(nrows)
     total = np.zeros(nrows)
     negatives = np.zeros(nrows)
     for r in nb.prange(nrows):
@@ -202,40 +237,39 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter):
         counted[r] = cnt_all
         if not np.isfinite(tot):
             continue
-        buf = np.empty(length, rows.dtype)
-        count = 0
-        t_buf = np.inf
-        s_prev2, s_prev, keep = -1.0, 0.0, 0.0
-        s = _next_clip(tot, nz, cnt_all, c)  # s_1 = g(0): every counted magnitude is above 0
-        # The row is in cache, so s_2 = g(s_1) costs little to know in advance: the first sweep
-        # (at s_1) fills the buffer with only what the sweep at s_2 will read.
-        s_out1, n_out1, _ = _tail_sums(src, s)
-        first_keep = _next_clip(s_out1, n_out1, cnt_all, c)
-        st = _status(s, s_prev, s_prev2, tol)
-        n = 1
-        while st == RUNNING and n < max_iter:
+        g0 = _next_clip(tot, nz, cnt_all, c)  # every counted magnitude is above 0
+        first[r] = g0
+        s = start[r] + kappa * g0
+        s_prev = -1.0
+        n = 0
+        st = RUNNING
+        while n < max_iter:
+            if s > 0:
+                s_out, n_out, _ = _tail_sums(src, s)
+                s_new = _next_clip(s_out, n_out, cnt_all, c)
+            else:
+                s_new = g0
             n += 1
-            keep = _advance(s, s_prev, keep, n, first_keep)
-            s_prev2, s_prev = s_prev, s
-            s_out, n_out, _, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s_prev, keep)
-            s = _next_clip(s_out, n_out, cnt_all, c)
-            st = _status(s, s_prev, s_prev2, tol)
-        s = _settle(src, s, s_prev, st, cnt_all, c)
-        _, n_out, e_out, count, t_buf = _sweep_buffer(src, buf, count, t_buf, s, min(keep, s))
+            st = _status(s_new, s, s_prev, tol)
+            s_prev, s = s, s_new
+            if st != RUNNING:
+                break
+        s = _settle(src, s, s_prev, st, cnt_all, c, 0.0, 0.0)
+        _, n_out, e_out = _tail_sums(src, s)
         clip[r] = s
         iters[r] = n
         status[r] = st
         tail[0, r] = n_out
         tail[1, r] = e_out
-    return clip, iters, status, counted, tail, total, negatives
+    return clip, iters, status, counted, tail, first, total, negatives
 
 
 @nb.njit(**_JIT)
-def _settle(src, s, s_prev, st, counted, c):
+def _settle(src, s, s_prev, st, counted, c, s_extra, n_extra):
     """The clip: the last iterate, or the jump point when the recursion cycled."""
     if st != CYCLED:
         return s
-    return _jump_root(src, counted, c, min(s, s_prev), max(s, s_prev))
+    return _jump_root(src, counted, c, min(s, s_prev), max(s, s_prev), s_extra, n_extra)
 
 
 # ---------------------------------------------------------------- one long row: threads share it
@@ -283,58 +317,246 @@ def _predict_next(src, s, counted_fraction, c, chunks, chunk):
 
 
 @nb.njit(**_JIT)
-def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment):
-    """The recursion on one long row, every pass shared by all threads.
+def _segments(length, segment):
+    n_seg = max(1, -(-length // segment))
+    return (np.arange(n_seg) * length) // n_seg, (np.arange(1, n_seg + 1) * length) // n_seg
 
-    The first pass only sums (memory-bound); the second, at s_1, also fills the tail buffers
-    with the magnitudes above ~g(s_1) as estimated on a sample.
+
+@nb.njit(**_JIT)
+def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment, s, s_prev, n, st):
+    """The recursion on one long row from the iterate ``s`` (``s_prev`` before it, -1 if none;
+    ``n`` steps done; status ``st``), every pass shared by all threads.
+
+    The first pass only sums (memory-bound); the first sweep also fills the tail buffers with
+    the magnitudes above ~g(s) as estimated on a sample.
     Returns [clip, iterations, status, n_out, e_out, counted, total |x|, negatives].
     """
-    n_seg = max(1, -(-src.size // segment))
-    seg_lo = (np.arange(n_seg) * src.size) // n_seg
-    seg_hi = (np.arange(1, n_seg + 1) * src.size) // n_seg
+    seg_lo, seg_hi = _segments(src.size, segment)
     tot, nz, neg = _stats_segments(src, seg_lo, seg_hi)
     cnt_all = nz if exclude_zeros else float(src.size)
     if not np.isfinite(tot):
         return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, cnt_all, tot, neg])
     buf = np.empty_like(src)
-    seg_cnt = np.zeros(n_seg, np.int64)
-    seg_t = np.full(n_seg, np.inf)  # empty buffers: the first sweep fills them
+    seg_cnt = np.zeros(seg_lo.size, np.int64)
+    seg_t = np.full(seg_lo.size, np.inf)  # empty buffers: the first sweep fills them
     # The same loop as in _solve_rows, around a shared sweep: written out in each (a loop taking
     # its sweep as a function argument or closure cannot be cached on disk by numba, and every
     # process would recompile it).
-    s_prev2, s_prev, keep = -1.0, 0.0, 0.0
-    s = _next_clip(tot, nz, cnt_all, c)
-    first_keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 256, 256)
-    st = _status(s, s_prev, s_prev2, tol)
-    n = 1
+    keep = -1.0  # no sweep yet
     while st == RUNNING and n < max_iter:
+        if s > 0:
+            if keep < 0:
+                keep = 0.97 * _predict_next(src, s, cnt_all / src.size, c, 256, 256)
+            else:
+                keep = _keep_threshold(s, s_prev, keep)
+            sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, keep)
+            s_new = _next_clip(sums[0], sums[1], cnt_all, c)
+        else:
+            s_new = _next_clip(tot, nz, cnt_all, c)  # g(0): every counted magnitude is above 0
         n += 1
-        keep = _advance(s, s_prev, keep, n, first_keep)
-        s_prev2, s_prev = s_prev, s
-        sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s_prev, keep)
-        s = _next_clip(sums[0], sums[1], cnt_all, c)
-        st = _status(s, s_prev, s_prev2, tol)
-    s = _settle(src, s, s_prev, st, cnt_all, c)
-    sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, min(keep, s))
+        st = _status(s_new, s, s_prev, tol)
+        s_prev, s = s, s_new
+    s = _settle(src, s, s_prev, st, cnt_all, c, 0.0, 0.0)
+    sums = _sweep_segments(src, buf, seg_lo, seg_hi, seg_cnt, seg_t, s, s if keep < 0 else min(keep, s))
     return np.array([s, n, st, sums[1], sums[2], cnt_all, tot, neg])
 
 
-def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source):
-    """Per row: clip, iterations, converged, (n_out, clipping error) at the clip, counted."""
-    if rows.dtype == np.float16:
-        rows = rows.astype(np.float32)
-    rows = np.ascontiguousarray(rows)
+# ---------------------------------------------------------------- one long row, started in a bracket
+_BLOCK = 1024  # elements per block of the bracket pass (its partial sums: the input's precision)
+
+
+@nb.njit(**_JIT)
+def _bracket_block(blk, lo, hi, flags):
+    """One block: finite, non-zero and negative counts; over |x| > hi the count and the sums of
+    (|x| - hi) and (|x| - hi)**2; ``flags[i] = lo < |x_i| <= hi``.
+
+    Arithmetic in the input's dtype keeps the loop as wide as its vectors; the block is short
+    enough (and its tail sparse enough) for that to cost nothing visible in float64 results.
+    """
+    one = blk.dtype.type(1.0)
+    zero = blk.dtype.type(0.0)
+    inf = blk.dtype.type(np.inf)
+    fin = zero
+    nz = zero
+    neg = zero
+    n_hi = zero
+    d_hi = zero
+    q_hi = zero
+    for i in range(blk.size):
+        v = blk[i]
+        y = abs(v)
+        fin += one if y < inf else zero  # false for NaN and Inf
+        nz += one if y > zero else zero
+        neg += one if v < zero else zero
+        m = one if y > hi else zero
+        d = (y - hi) * m
+        n_hi += m
+        d_hi += d
+        q_hi += d * d
+        flags[i] = (y > lo) & (y <= hi)
+    return (np.float64(fin), np.float64(nz), np.float64(neg), np.float64(n_hi), np.float64(d_hi),
+            np.float64(q_hi))
+
+
+@nb.njit(**_JIT)
+def _collect(blk, flags, buf, w, end):
+    """Append the magnitudes of ``blk`` whose flag is set to ``buf[w:end]``, eight flags at a
+    time.  Returns the new ``w``, or ``end + 1`` once they do not fit."""
+    words = blk.size // 8
+    packed = flags.view(np.uint64)
+    for k in range(words):
+        if packed[k]:
+            if w + 8 > end:
+                return end + 1
+            for i in range(8 * k, 8 * k + 8):  # branch-free: the flags are unpredictable
+                buf[w] = abs(blk[i])
+                w += flags[i]
+    for i in range(8 * words, blk.size):
+        if flags[i]:
+            if w >= end:
+                return end + 1
+            buf[w] = abs(blk[i])
+            w += 1
+    return w
+
+
+@nb.njit(parallel=True, **_JIT)
+def _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap):
+    """The one pass over the data: per segment the sums of _bracket_block, and the magnitudes
+    in (lo, hi] copied to ``buf[j * cap:]``; the last row of the result says how many
+    (``cap + 1``: more than fit)."""
+    lo_t = src.dtype.type(lo)
+    hi_t = src.dtype.type(hi)
+    nseg = seg_lo.size
+    out = np.zeros((7, nseg))
+    for j in nb.prange(nseg):
+        flags = np.zeros(_BLOCK, np.uint8)
+        w = j * cap
+        end = w + cap
+        for b0 in range(seg_lo[j], seg_hi[j], _BLOCK):
+            blk = src[b0:min(b0 + _BLOCK, seg_hi[j])]
+            sums = _bracket_block(blk, lo_t, hi_t, flags)
+            for q in range(6):
+                out[q, j] += sums[q]
+            if w <= end:
+                w = _collect(blk, flags, buf, w, end)
+        out[6, j] = w - j * cap
+    return out
+
+
+@nb.njit(**_JIT)
+def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, lo, hi, held):
+    """The recursion on one long row from ``s`` in [lo, hi], reading the data once.
+
+    One pass sums the tail above ``hi`` and keeps the few magnitudes in (lo, hi] (a fraction
+    ``held`` of a sample); from them g is exact anywhere in the bracket.  Returns [done, clip,
+    iterations, status, n_out, e_out, counted, total |x| (0: all finite), negatives, previous
+    iterate]; when not done (an iterate left the bracket, the bracket held more than twice
+    what the sample said, or the pass met NaN/Inf or overflowed), the state to go on from.
+    """
+    seg_lo, seg_hi = _segments(src.size, segment)
+    # Room for twice the sample's share: a buffer the size of the data would cost more in page
+    # faults than the pass itself.
+    cap = int(min(1.0, 2.0 * held + 0.001) * segment) + 64
+    buf = np.empty(cap * seg_lo.size, src.dtype)
+    out = _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap)
+    fin, nz, neg, n_hi, d_hi, q_hi, _ = out.sum(axis=1)
+    cnt_all = nz if exclude_zeros else float(src.size)
+    s_prev, n, st = -1.0, 0, RUNNING
+    if fin < src.size or not np.isfinite(d_hi + q_hi) or out[6].max() > cap:
+        return np.array([0.0, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev])  # the float64 path
+    inside = np.empty(int(out[6].sum()), src.dtype)
+    k = 0
+    for j in range(seg_lo.size):
+        m = int(out[6, j])
+        inside[k:k + m] = buf[j * cap:j * cap + m]
+        k += m
+    s_hi = d_hi + hi * n_hi  # sum of the magnitudes above hi
+    while n < max_iter and lo <= s <= hi:
+        a, b, _ = _tail_sums(inside, s)
+        s_new = _next_clip(a + s_hi, b + n_hi, cnt_all, c)
+        n += 1
+        st = _status(s_new, s, s_prev, tol)
+        s_prev, s = s, s_new
+        if st != RUNNING:
+            break
+    ends = (s, s) if st != CYCLED else (min(s, s_prev), max(s, s_prev))
+    if (st == RUNNING and n < max_iter) or not (lo <= ends[0] and ends[1] <= hi):
+        return np.array([0.0, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev])
+    s = _settle(inside, s, s_prev, st, cnt_all, c, s_hi, n_hi)
+    _, b, e = _tail_sums(inside, s)
+    # sum over |x| > hi of (|x| - s)**2, from sums taken around hi (no cancellation: hi >= s)
+    e_hi = q_hi + 2.0 * (hi - s) * d_hi + (hi - s) * (hi - s) * n_hi
+    return np.array([1.0, s, n, st, b + n_hi, e + e_hi, cnt_all, 0.0, neg, s_prev])
+
+
+def _solve_long(row, exclude_zeros, c, rule, s0, bracket):
+    """One long row: the bracketed pass when a bracket is known, the shared sweeps otherwise."""
+    s, s_prev, n, st = float(s0), -1.0, 0, RUNNING
+    lo, hi, held = bracket
+    if hi > lo:
+        out = _bracketed_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT, s, lo, hi, held)
+        if out[0]:
+            return out[1:9]
+        s, n, st, s_prev = out[1], int(out[2]), int(out[3]), out[9]
+    return _solve_long_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT, s, s_prev, n, st)
+
+
+def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source, start):
+    """Per row: clip, iterations, converged, (n_out, clipping error) at the clip, counted.
+
+    ``start`` (a :class:`~octav_core.recursion.Start`) says where each row's recursion begins.
+    """
+    rows = _compiled_dtype(rows)
     nrows, length = rows.shape
     if nrows >= 2 * nb.get_num_threads() or length <= _SEGMENT:
-        clip, iters, status, counted, tail, total, negatives = _solve_rows(
-            rows, exclude_zeros, c, rule.tol, rule.max_iter)
+        clip, iters, status, counted, tail, _, total, negatives = _solve_rows(
+            rows, exclude_zeros, c, rule.tol, rule.max_iter, start.value, start.kappa)
         tail = (tail[0], tail[1])
     else:
-        out = np.stack([_solve_long_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT) for row in rows])
+        assert start.kappa == 0, "long rows start from their own estimates"
+        out = np.stack([_solve_long(row, exclude_zeros, c, rule, start.value[r], start.bracket_of(r))
+                        for r, row in enumerate(rows)])
         clip, iters, status = out[:, 0], out[:, 1].astype(np.int64), out[:, 2].astype(np.int64)
         tail = (out[:, 3], out[:, 4])
         counted, total, negatives = out[:, 5], out[:, 6], out[:, 7]
     if not np.isfinite(total).all() or (not grid.signed and negatives.any()):
         report_bad_values(source, grid)
     return clip, iters, status > 0, tail, counted
+
+
+def _compiled_dtype(rows: np.ndarray) -> np.ndarray:
+    """Contiguous float32/float64 rows (the kernels are compiled for those two)."""
+    return np.ascontiguousarray(rows.astype(np.float32) if rows.dtype == np.float16 else rows)
+
+
+# ---------------------------------------------------------------- where to start
+def solve_from_zero(row: np.ndarray, c: float, exclude_zeros: bool, rule):
+    """The root of one row (1, M) by the paper's recursion, and g(0), its first iterate."""
+    clip, _, _, _, _, first, _, _ = _solve_rows(_compiled_dtype(row), exclude_zeros, c, rule.tol,
+                                                rule.max_iter, np.zeros(1), 0.0)
+    return float(clip[0]), float(first[0])
+
+
+def sample_root(sample: np.ndarray, c: float, exclude_zeros: bool, rule):
+    """The root on a sample, and a bracket around it wide enough to hold the root of the
+    population with near certainty (8 standard errors, at least 1%): ``(s, (lo, hi, held))``
+    with ``held`` the fraction of the sample inside; ``(s, (0, 0, 0))`` when the sample cannot
+    bound it (no bracket, or one holding over 5% of the magnitudes).
+
+    The standard error comes from F's slope and the spread of each magnitude's term in F:
+    sd(s) = sqrt(sum_{y>s} (y - s)**2 + (c s)**2 N_in) / (N_out + c N_in).
+    """
+    sample = _compiled_dtype(sample.reshape(1, -1))
+    clip, _, _, counted, tail, _, total, _ = _solve_rows(
+        sample, exclude_zeros, c, rule.tol, rule.max_iter, np.zeros(1), 0.0)
+    s, n_out, e_out = float(clip[0]), float(tail[0, 0]), float(tail[1, 0])
+    n_in = float(counted[0]) - n_out
+    slope = n_out + c * n_in
+    if not (np.isfinite(total[0]) and s > 0 and slope > 0):
+        return s, (0.0, 0.0, 0.0)
+    half = 8.0 * np.sqrt(e_out + (c * s) ** 2 * n_in) / slope + 0.01 * s
+    # ends the input's dtype represents exactly, so that every comparison agrees with float64
+    lo, hi = (float(sample.dtype.type(t)) for t in (max(s - half, 0.5 * s), s + half))
+    held = (_tail_sums(sample[0], lo)[1] - _tail_sums(sample[0], hi)[1]) / sample.size
+    return s, ((lo, hi, held) if held <= 0.05 else (0.0, 0.0, 0.0))

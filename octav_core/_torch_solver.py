@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import torch
 
-from .recursion import StopRule
+from .recursion import Start, StopRule
 
 
-def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule):
+def solve(rows: torch.Tensor, c: float, exclude_zeros: bool, rule: StopRule, start: Start | None = None):
     """Per row: ``clip``, ``iterations``, ``converged``, (n_out, clipping error) at the clip and
-    the count of magnitudes the recursion counts (float64 tensors)."""
+    the count of magnitudes the recursion counts (float64 tensors).  ``start`` defaults to the
+    paper's s_0 = 0; brackets are a CPU matter and ignored here."""
     acc = torch.float64 if rows.device.type != "mps" else torch.float32
     y = rows.abs()
     r, m = y.shape
-    counted = (y > 0).sum(1).to(acc) if exclude_zeros else torch.full((r,), float(m), dtype=acc, device=y.device)
+    nonzero = (y > 0).sum(1).to(acc)
+    counted = nonzero if exclude_zeros else torch.full((r,), float(m), dtype=acc, device=y.device)
+    start = start or Start.at(0.0, r)
+    s_prev = torch.as_tensor(start.value, dtype=acc).to(y.device)
+    if start.kappa:
+        den = c * (counted - nonzero) + nonzero  # g(0) = sum |x| / den: the paper's first iterate
+        g0 = torch.where(den > 0, y.sum(1, dtype=acc) / den.clamp_min(1e-300), torch.zeros_like(den))
+        s_prev = s_prev + start.kappa * g0
     s_prev2 = torch.full((r,), -1.0, dtype=acc, device=y.device)
-    s_prev = torch.zeros(r, dtype=acc, device=y.device)
     clip = torch.zeros(r, dtype=acc, device=y.device)
     iterations = torch.zeros(r, dtype=torch.int64, device=y.device)
     active = torch.ones(r, dtype=torch.bool, device=y.device)

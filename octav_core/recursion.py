@@ -17,7 +17,9 @@ The theoretical MSE minimised (eq. 4), per element of the tensor (N counts every
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,30 @@ class StopRule:
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where each row's recursion starts: ``s_0 = value[r] + kappa * g_r(0)``.
+
+    ``g_r(0)`` is the paper's first iterate (the mean of the counted magnitudes), so
+    ``Start(value=zeros)`` is the paper's recursion.  ``brackets[r] = (lo, hi, held)`` with
+    ``lo < hi``, when known, is an interval that very likely holds row r's root and about a
+    fraction ``held`` of its magnitudes: a backend may read the data once to cache what lies
+    inside it.  The root is unique, so the start changes
+    how many iterations the recursion takes, never where it converges.
+    """
+
+    value: np.ndarray
+    kappa: float = 0.0
+    brackets: np.ndarray | None = field(default=None, compare=False)
+
+    @classmethod
+    def at(cls, s0: float, rows: int) -> "Start":
+        return cls(value=np.full(rows, float(s0)))
+
+    def bracket_of(self, row: int) -> tuple[float, float, float]:
+        return (0.0, 0.0, 0.0) if self.brackets is None else tuple(self.brackets[row])
 
 
 def theoretical_from_tail(clip, counted, n_out, clip_error, c, numel):

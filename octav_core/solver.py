@@ -10,7 +10,7 @@ import numpy as np
 
 from .grids import DEFAULT_GRID, get_grid, check_bits
 from .quantize import quantization_error_power
-from .recursion import StopRule, theoretical_from_tail
+from .recursion import Start, StopRule, theoretical_from_tail
 from .tensors import as_array, check_values, is_torch_tensor, row_layout, to_rows
 
 
@@ -63,11 +63,12 @@ class ClipResult:
 
 def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | None = None,
                  block_size: int | None = None, exclude_zeros: bool = True, tol: float = 1e-6,
-                 max_iter: int = 100) -> ClipResult:
+                 max_iter: int = 100, start: float | str = "auto") -> ClipResult:
     """The clipping scalar ``s*`` that minimises the theoretical quantisation MSE ``J(s)``.
 
-    Runs the OCTAV recursion ``s <- sum_{|x|>s} |x| / (c N_in(s) + N_out(s))`` from ``s_0 = 0``
-    (see :mod:`octav_core.recursion`), with ``c = (D/s)**2/12`` of ``grid``.
+    Runs the OCTAV recursion ``s <- sum_{|x|>s} |x| / (c N_in(s) + N_out(s))`` (see
+    :mod:`octav_core.recursion`), with ``c = (D/s)**2/12`` of ``grid``.  Its fixed point is
+    unique, so where it starts changes the iteration count, never the root it converges to.
 
     Args:
         x: numpy array or torch tensor (float16, bfloat16, float32, float64), any shape.
@@ -78,6 +79,9 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
         exclude_zeros: count only ``0 < |x| <= s`` as in range (paper eq. 6); exact zeros cost nothing.
         tol: stop when the relative change of ``s`` is at most ``tol`` (0: only at a fixed point).
         max_iter: at most this many iterations (the paper's fixed 10 is ``max_iter=10, tol=0``).
+        start: ``s_0``.  ``"auto"``: an estimate of the root (see :func:`starting_points`), or
+            the paper's ``s_0 = 0`` when ``tol == 0`` asks for the recursion step by step;
+            a number ``>= 0``: that ``s_0`` for every channel/block (``0``: the paper's).
 
     Returns:
         A :class:`ClipResult`.
@@ -104,12 +108,14 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
         check_values(x, g)  # the CPU backend finds bad values in its own first pass
         from . import _torch_solver as backend
 
-        clip, iters, conv, tail, counted = backend.solve(rows, c, exclude_zeros, rule)
+        s0 = starting_points(rows, start, c, exclude_zeros, rule)
+        clip, iters, conv, tail, counted = backend.solve(rows, c, exclude_zeros, rule, s0)
     else:
         from . import _numba_solver as backend
 
-        host = _host_rows(rows) if is_torch_tensor(rows) else rows
-        clip, iters, conv, tail, counted = backend.solve(host, c, exclude_zeros, rule, g, x)
+        host = _host_rows(rows)
+        s0 = starting_points(host, start, c, exclude_zeros, rule)
+        clip, iters, conv, tail, counted = backend.solve(host, c, exclude_zeros, rule, g, x, s0)
     mse = theoretical_from_tail(clip, counted, *tail, c, layout.rows_shape[1])
     if is_torch_tensor(x):  # results on the input's device, float32 unless the input is float64
         import torch
@@ -134,9 +140,54 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
     )
 
 
+# A long row's recursion starts at the root of a sample of it: SAMPLE_RUNS evenly spaced runs
+# of SAMPLE_RUN elements (contiguous runs cost a fraction of a strided sample's memory traffic).
+LONG_ROW = 1 << 18
+SAMPLE_RUNS = SAMPLE_RUN = 256
+
+
+def starting_points(rows, start: float | str, c: float, exclude_zeros: bool, rule: StopRule) -> Start:
+    """Where each row's recursion starts (``rows``: the (R, M) numpy array or torch tensor).
+
+    ``start="auto"``:
+    * rows of at least ``LONG_ROW`` elements start at the root of a 65,536-element sample of
+      themselves, with a bracket around it (8 standard errors) that the CPU backend solves in;
+    * shorter rows, when there are several, start at ``kappa * g_r(0)``: their own mean
+      magnitude times the ratio root / mean found on the first row (rows of one layer share a
+      shape, so this lands within a step or two of each row's root);
+    * otherwise (one short row, or ``tol == 0``): the paper's ``s_0 = 0``.
+    """
+    from ._numba_solver import sample_root, solve_from_zero
+
+    nrows, length = rows.shape
+    if not isinstance(start, str):
+        if isinstance(start, bool) or not (np.isfinite(start) and start >= 0):
+            raise ValueError(f"start must be 'auto' or a finite number >= 0, got {start!r}")
+        return Start.at(start, nrows)
+    if start != "auto":
+        raise ValueError(f"start must be 'auto' or a finite number >= 0, got {start!r}")
+    if rule.tol == 0 or (nrows == 1 and length < LONG_ROW):
+        return Start.at(0.0, nrows)
+    if length < LONG_ROW:
+        clip, first = solve_from_zero(_host_rows(rows[:1]), c, exclude_zeros, rule)
+        return Start(value=np.zeros(nrows), kappa=clip / first if first > 0 else 0.0)
+    roots = [sample_root(_sample(row), c, exclude_zeros, rule) for row in rows]
+    return Start(value=np.array([s for s, _ in roots]), brackets=np.array([b for _, b in roots]))
+
+
+def _sample(row):
+    step = (row.shape[0] - SAMPLE_RUN) // (SAMPLE_RUNS - 1)
+    if is_torch_tensor(row):
+        return _host_rows(row.as_strided((SAMPLE_RUNS, SAMPLE_RUN), (step * row.stride(0), row.stride(0))))
+    return np.lib.stride_tricks.as_strided(row, (SAMPLE_RUNS, SAMPLE_RUN), (step * row.strides[0], row.strides[0]),
+                                           writeable=False)
+
+
 def _host_rows(rows):
     """A numpy view of CPU rows (numpy has no bfloat16: half formats are widened to float32)."""
     import torch
 
+    if not is_torch_tensor(rows):
+        return rows
     rows = rows.detach().cpu()
     return (rows if rows.dtype in (torch.float32, torch.float64) else rows.float()).numpy()

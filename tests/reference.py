@@ -5,11 +5,11 @@ import numpy as np
 from octav_core.seed import seed_histogram_theoretical, seed_newton  # noqa: F401  (the seed is the reference)
 
 
-def recursion(x, c, exclude_zeros=True, tol=1e-6, max_iter=100):
-    """The OCTAV recursion from s_0 = 0, literally; returns (s, iterations, stopped_by)."""
+def recursion(x, c, exclude_zeros=True, tol=1e-6, max_iter=100, start=0.0):
+    """The OCTAV recursion from s_0 = start, literally; returns (s, iterations, stopped_by)."""
     y = np.abs(np.asarray(x, dtype=np.float64)).reshape(-1)
     counted = np.count_nonzero(y) if exclude_zeros else y.size
-    history = [0.0]
+    history = [-1.0, start]
     for n in range(1, max_iter + 1):
         s = history[-1]
         out = y > s
@@ -19,9 +19,37 @@ def recursion(x, c, exclude_zeros=True, tol=1e-6, max_iter=100):
         history.append(s_new)
         if abs(s_new - s) <= tol * s_new:
             return s_new, n, "tol"
-        if n >= 2 and abs(s_new - history[-3]) <= tol * s_new:
+        if abs(s_new - history[-3]) <= tol * s_new:
             return s_new, n, "cycle"
     return history[-1], max_iter, "max_iter"
+
+
+def root(x, c, exclude_zeros=True):
+    """The fixed point itself, by brute force: the s where F(s) = S_out - s (c N_in + N_out)
+    changes sign.  On [y_k, y_{k+1}) between sorted distinct magnitudes F is linear; its zero
+    is S_out / (c N_in + N_out) if that lies inside, else F jumps over zero at a magnitude."""
+    y = np.sort(np.abs(np.asarray(x, dtype=np.float64)).reshape(-1))
+    counted = np.count_nonzero(y) if exclude_zeros else y.size
+    if not y.any():
+        return 0.0
+    lo = np.unique(np.concatenate([[0.0], y]))  # interval k is [lo[k], lo[k+1])
+    hi = np.append(lo[1:], np.inf)
+    suffix = np.concatenate([np.cumsum(y[::-1])[::-1], [0.0]])  # suffix[i] = y[i:].sum()
+    first_out = np.searchsorted(y, lo, side="right")  # y[first_out:] > lo
+    n_out = y.size - first_out
+    s_out = suffix[first_out]
+    den = c * (counted - n_out) + n_out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.where(den > 0, s_out / den, np.nan)
+    inside = (lo <= zero) & (zero < hi)
+    f_at_lo = s_out - lo * den  # F at each magnitude (the left end of its interval)
+    jumps = np.flatnonzero(f_at_lo[1:] <= 0) + 1
+    k = np.flatnonzero(inside)
+    candidates = [(lo[k[0]], zero[k[0]])] if k.size else []
+    if jumps.size:
+        candidates.append((lo[jumps[0]], lo[jumps[0]]))
+    # F is decreasing: the first sign change from the left is the only one
+    return min(candidates)[1]
 
 
 def theoretical(x, s, c, exclude_zeros=True):
