@@ -1,19 +1,20 @@
 """CPU backend of the OCTAV recursion: compiled (numba), parallel, exact.
 
-The data are read once.  A first loop validates them (a NaN/Inf makes the sum of |x|
-non-finite), sums |x| and counts non-zeros; a second loop, while the data are still in cache,
-copies the magnitudes above the lower bound on the root
+Every iterate is ``g(s) = S_out(s) / (c N_in(s) + N_out(s))`` over all the data; what differs
+between layouts is how little of the data each evaluation has to read.
 
-    s* >= mean(|x|) / (1 + c)        (from F(s*) = 0 and S_in(s) <= s N_in(s))
+* Many rows (per channel / per group): one thread solves a whole row.  The row stays in cache
+  after its first pass, so every iterate is one more vectorised pass over it.
+* One long row started in a bracket (per tensor, ``start="auto"``): the start is the root of
+  a sample, and [lo, hi] a bracket that very likely holds the root.  A single pass over the
+  data checks it, counts it, sums the tail above ``hi`` and copies the magnitudes in
+  (lo, hi] (well under 1% of them) to a small buffer; g is then exact anywhere in the bracket
+  from that buffer alone.  An iterate that leaves the bracket hands over to:
+* One long row otherwise: segments that all threads sweep together over tail buffers that
+  shrink as the recursion climbs (refilled from the source should an iterate fall below
+  them).
 
-into a tail buffer.  Later iterates only read that tail, and a sweep compacts it further to the
-magnitudes above the largest iterate known to lie below the root, so the work shrinks as the
-recursion climbs.  Should an iterate fall under what a buffer holds, that buffer is refilled
-from the source: the recursion is always the exact one of :mod:`octav_core.recursion`.
-
-Two layouts of the same recursion:
-* many rows (per channel / per group): one thread solves a whole row, which stays in cache;
-* few long rows (per tensor): each row is cut into segments that all threads sweep together.
+Loops sum in partials of _PARTIAL elements in the input's precision, float64 across them.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _floor_to(src, s):
 
 
 @nb.njit(**_JIT)
-def _tail_sums(mags, s):
-    """Over the magnitudes above ``s``: their sum, their count and sum (y - s)**2.
+def _tail_sums(mags, s, squares=True):
+    """Over the magnitudes above ``s``: their sum, their count and (if ``squares``, else 0)
+    sum (y - s)**2.
 
     Partials of _PARTIAL elements stay in the input's precision, so the loop runs as wide as
     its vectors (float64 across partials; near the root the tail is sparse and a partial adds
@@ -87,10 +89,11 @@ def _tail_sums(mags, s):
         for i in range(_PARTIAL):
             y = abs(blk[i])
             m = one if y > t else zero
-            e = (y - t) * m
             a += y * m
             n += m
-            q += e * e
+            if squares:  # loop-invariant: the compiler makes two loops of this one
+                e = (y - t) * m
+                q += e * e
         s_out += a
         n_out += n
         q_out += q
@@ -245,7 +248,7 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter, start, kappa):
         st = RUNNING
         while n < max_iter:
             if s > 0:
-                s_out, n_out, _ = _tail_sums(src, s)
+                s_out, n_out, _ = _tail_sums(src, s, False)
                 s_new = _next_clip(s_out, n_out, cnt_all, c)
             else:
                 s_new = g0
@@ -309,7 +312,7 @@ def _predict_next(src, s, counted_fraction, c, chunks, chunk):
     step = max(src.size // chunks, chunk)
     n = 0
     for start in range(0, src.size - chunk + 1, step):
-        a, b, _ = _tail_sums(src[start:start + chunk], s)
+        a, b, _ = _tail_sums(src[start:start + chunk], s, False)
         s_out += a
         n_out += b
         n += chunk
@@ -473,7 +476,7 @@ def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, lo, hi, hel
         k += m
     s_hi = d_hi + hi * n_hi  # sum of the magnitudes above hi
     while n < max_iter and lo <= s <= hi:
-        a, b, _ = _tail_sums(inside, s)
+        a, b, _ = _tail_sums(inside, s, False)
         s_new = _next_clip(a + s_hi, b + n_hi, cnt_all, c)
         n += 1
         st = _status(s_new, s, s_prev, tol)
@@ -558,5 +561,5 @@ def sample_root(sample: np.ndarray, c: float, exclude_zeros: bool, rule):
     half = 8.0 * np.sqrt(e_out + (c * s) ** 2 * n_in) / slope + 0.01 * s
     # ends the input's dtype represents exactly, so that every comparison agrees with float64
     lo, hi = (float(sample.dtype.type(t)) for t in (max(s - half, 0.5 * s), s + half))
-    held = (_tail_sums(sample[0], lo)[1] - _tail_sums(sample[0], hi)[1]) / sample.size
+    held = (_tail_sums(sample[0], lo, False)[1] - _tail_sums(sample[0], hi, False)[1]) / sample.size
     return s, ((lo, hi, held) if held <= 0.05 else (0.0, 0.0, 0.0))

@@ -2,11 +2,12 @@
 
 For magnitudes ``y = |x|`` and a grid with noise constant ``c``:
 
-    s_{n+1} = sum_{y > s_n} y / (c * N_in(s_n) + N_out(s_n)),   s_0 = 0,
+    s_{n+1} = g(s_n) = sum_{y > s_n} y / (c * N_in(s_n) + N_out(s_n)),
 
-with ``N_out(s) = #{y > s}`` and ``N_in(s) = #{0 < y <= s}`` (``exclude_zeros``: an exact zero
-is quantised without error) or ``#{y <= s}``.  ``s_1`` is the mean of the counted magnitudes.
-Its fixed point is the root of ``F(s) = S_out(s) - s (c N_in(s) + N_out(s))``, which is strictly
+from the paper's ``s_0 = 0`` (then ``s_1`` is the mean of the counted magnitudes) or any other
+start (:class:`Start`), with ``N_out(s) = #{y > s}`` and ``N_in(s) = #{0 < y <= s}``
+(``exclude_zeros``: an exact zero is quantised without error) or ``#{y <= s}``.  Its fixed
+point is the root of ``F(s) = S_out(s) - s (c N_in(s) + N_out(s))``, which is strictly
 decreasing, so the root is unique; when it falls on a jump of ``F`` (a sample point) the
 recursion settles into a 2-cycle around it, and the jump point is the answer.
 

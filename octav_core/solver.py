@@ -142,44 +142,51 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
 
 # A long row's recursion starts at the root of a sample of it: SAMPLE_RUNS evenly spaced runs
 # of SAMPLE_RUN elements (contiguous runs cost a fraction of a strided sample's memory traffic).
+# Below LONG_ROW elements a sample saves less than it costs.
 LONG_ROW = 1 << 18
 SAMPLE_RUNS = SAMPLE_RUN = 256
+
+
+def sample_layout(length: int) -> tuple[int, int]:
+    """(run, step): the sample of a long row is the runs ``[k step, k step + run)``."""
+    return SAMPLE_RUN, (length - SAMPLE_RUN) // (SAMPLE_RUNS - 1)
 
 
 def starting_points(rows, start: float | str, c: float, exclude_zeros: bool, rule: StopRule) -> Start:
     """Where each row's recursion starts (``rows``: the (R, M) numpy array or torch tensor).
 
     ``start="auto"``:
-    * rows of at least ``LONG_ROW`` elements start at the root of a 65,536-element sample of
-      themselves, with a bracket around it (8 standard errors) that the CPU backend solves in;
-    * shorter rows, when there are several, start at ``kappa * g_r(0)``: their own mean
-      magnitude times the ratio root / mean found on the first row (rows of one layer share a
-      shape, so this lands within a step or two of each row's root);
-    * otherwise (one short row, or ``tol == 0``): the paper's ``s_0 = 0``.
+    * several rows shorter than ``LONG_ROW`` (channels, groups) start at ``kappa * g_r(0)``:
+      their own mean magnitude times the ratio root / mean of the first row (rows of one layer
+      share a shape, so this lands within a step or two of each row's root);
+    * rows of ``LONG_ROW`` elements or more start at the root of a 65,536-element sample of
+      themselves (see :func:`sample_layout`), with a bracket around it (8 standard errors)
+      that the CPU backend solves in after one pass over the data;
+    * a lone shorter row, and every row when ``tol == 0``: the paper's ``s_0 = 0``.
     """
     from ._numba_solver import sample_root, solve_from_zero
 
     nrows, length = rows.shape
-    if not isinstance(start, str):
-        if isinstance(start, bool) or not (np.isfinite(start) and start >= 0):
+    if isinstance(start, (int, float, np.integer, np.floating)) and not isinstance(start, bool):
+        if not (np.isfinite(start) and start >= 0):
             raise ValueError(f"start must be 'auto' or a finite number >= 0, got {start!r}")
         return Start.at(start, nrows)
-    if start != "auto":
+    if not (isinstance(start, str) and start == "auto"):
         raise ValueError(f"start must be 'auto' or a finite number >= 0, got {start!r}")
-    if rule.tol == 0 or (nrows == 1 and length < LONG_ROW):
-        return Start.at(0.0, nrows)
-    if length < LONG_ROW:
+    if nrows > 1 and length < LONG_ROW and rule.tol > 0:
         clip, first = solve_from_zero(_host_rows(rows[:1]), c, exclude_zeros, rule)
         return Start(value=np.zeros(nrows), kappa=clip / first if first > 0 else 0.0)
+    if rule.tol == 0 or length < LONG_ROW:
+        return Start.at(0.0, nrows)
     roots = [sample_root(_sample(row), c, exclude_zeros, rule) for row in rows]
     return Start(value=np.array([s for s, _ in roots]), brackets=np.array([b for _, b in roots]))
 
 
 def _sample(row):
-    step = (row.shape[0] - SAMPLE_RUN) // (SAMPLE_RUNS - 1)
+    run, step = sample_layout(row.shape[0])
     if is_torch_tensor(row):
-        return _host_rows(row.as_strided((SAMPLE_RUNS, SAMPLE_RUN), (step * row.stride(0), row.stride(0))))
-    return np.lib.stride_tricks.as_strided(row, (SAMPLE_RUNS, SAMPLE_RUN), (step * row.strides[0], row.strides[0]),
+        return _host_rows(row.as_strided((SAMPLE_RUNS, run), (step * row.stride(0), row.stride(0))))
+    return np.lib.stride_tricks.as_strided(row, (SAMPLE_RUNS, run), (step * row.strides[0], row.strides[0]),
                                            writeable=False)
 
 

@@ -9,7 +9,7 @@ import reference
 from octav_core import get_grid, optimal_clip, theoretical_mse
 from octav_core import _torch_solver
 from octav_core.recursion import Start, StopRule
-from octav_core.solver import LONG_ROW, SAMPLE_RUN, SAMPLE_RUNS, starting_points
+from octav_core.solver import LONG_ROW, SAMPLE_RUNS, sample_layout, starting_points
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 
@@ -86,10 +86,10 @@ def test_a_sample_that_misses_the_data_costs_time_not_accuracy():
     # bracket lies far below the root, the recursion leaves it and goes on over all the data.
     n = 1 << 19
     x = np.random.default_rng(2).laplace(size=n).astype(np.float32)
-    step = (n - SAMPLE_RUN) // (SAMPLE_RUNS - 1)
+    run, step = sample_layout(n)
     sampled = np.zeros(n, bool)
     for k in range(SAMPLE_RUNS):
-        sampled[k * step:k * step + SAMPLE_RUN] = True
+        sampled[k * step:k * step + run] = True
     x[~sampled] *= 10
     c = get_grid("paper").noise_constant(4)
     exact = reference.root(x, c)
@@ -119,7 +119,7 @@ def test_rows_start_from_the_first_rows_ratio_and_land_on_their_roots():
     assert np.allclose(r.clip, [reference.root(row, c) for row in w], rtol=1e-7)
 
 
-@pytest.mark.parametrize("start", [-1.0, float("nan"), float("inf"), "mean", True])
+@pytest.mark.parametrize("start", [-1.0, float("nan"), float("inf"), "mean", True, None, [1.0]])
 def test_a_bad_start_is_refused(start):
     with pytest.raises(ValueError, match="start must be"):
         optimal_clip(np.ones(10), start=start)
