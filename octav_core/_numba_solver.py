@@ -58,6 +58,13 @@ def _magnitude_stats(src):
 
 
 @nb.njit(**_JIT)
+def _finite(v):
+    """``v`` is neither NaN nor infinite.  (Under reassociation LLVM folds ``np.isfinite`` of a
+    computed value to True; a comparison survives.)"""
+    return abs(v) < np.inf
+
+
+@nb.njit(**_JIT)
 def _floor_to(src, s):
     """The largest value of ``src``'s dtype at most ``s``: ``y > it`` exactly when ``y > s``."""
     t = src.dtype.type(s)
@@ -104,9 +111,26 @@ def _tail_sums(mags, s, squares=True):
             s_out += y
             n_out += 1.0
             q_out += e * e
+    if not (_finite(s_out) and _finite(q_out)):
+        return _tail_sums_wide(mags, s)  # magnitudes near the dtype's limit overflowed a partial
     t64 = np.float64(t)
     shift = s - t64  # 0 unless s is not representable in the input's dtype
     return s_out, n_out, q_out - 2.0 * shift * (s_out - n_out * t64) + n_out * shift * shift
+
+
+@nb.njit(**_JIT)
+def _tail_sums_wide(mags, s):
+    """_tail_sums in float64 throughout (slower; for magnitudes whose partials overflow)."""
+    s_out = 0.0
+    n_out = 0.0
+    q_out = 0.0
+    for i in range(mags.size):
+        y = np.float64(abs(mags[i]))
+        if y > s:
+            s_out += y
+            n_out += 1.0
+            q_out += (y - s) * (y - s)
+    return s_out, n_out, q_out
 
 
 @nb.njit(**_JIT)
@@ -238,7 +262,7 @@ def _solve_rows(rows, exclude_zeros, c, tol, max_iter, start, kappa):
         negatives[r] = neg
         cnt_all = nz if exclude_zeros else float(length)
         counted[r] = cnt_all
-        if not np.isfinite(tot):
+        if not _finite(tot):
             continue
         g0 = _next_clip(tot, nz, cnt_all, c)  # every counted magnitude is above 0
         first[r] = g0
@@ -337,7 +361,7 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment, s, s_prev, n,
     seg_lo, seg_hi = _segments(src.size, segment)
     tot, nz, neg = _stats_segments(src, seg_lo, seg_hi)
     cnt_all = nz if exclude_zeros else float(src.size)
-    if not np.isfinite(tot):
+    if not _finite(tot):
         return np.array([0.0, 1.0, RUNNING, 0.0, 0.0, cnt_all, tot, neg])
     buf = np.empty_like(src)
     seg_cnt = np.zeros(seg_lo.size, np.int64)
@@ -466,7 +490,7 @@ def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, lo, hi, hel
     fin, nz, neg, n_hi, d_hi, q_hi, _ = out.sum(axis=1)
     cnt_all = nz if exclude_zeros else float(src.size)
     s_prev, n, st = -1.0, 0, RUNNING
-    if fin < src.size or not np.isfinite(d_hi + q_hi) or out[6].max() > cap:
+    if fin < src.size or not _finite(d_hi + q_hi) or out[6].max() > cap:
         return np.array([0.0, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev])  # the float64 path
     inside = np.empty(int(out[6].sum()), src.dtype)
     k = 0

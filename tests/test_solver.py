@@ -119,6 +119,26 @@ def test_rows_start_from_the_first_rows_ratio_and_land_on_their_roots():
     assert np.allclose(r.clip, [reference.root(row, c) for row in w], rtol=1e-7)
 
 
+def test_long_rows_with_bad_values_or_huge_magnitudes():
+    x = np.random.default_rng(8).laplace(size=LONG_ROW + 5).astype(np.float32)
+    run, step = sample_layout(x.size)
+    for where in (3 * step + 1, 3 * step + run + 7):  # inside the sample, and between its runs
+        bad = x.copy()
+        bad[where] = np.nan
+        with pytest.raises(ValueError, match=rf"1 non-finite.*index \({where},\)"):
+            optimal_clip(bad)
+        neg = np.abs(x)
+        neg[where] = -1.0
+        with pytest.raises(ValueError, match=rf"1 negative.*index \({where},\)"):
+            optimal_clip(neg, grid="uint")
+    huge = x * np.float32(1e35)  # float32 partial sums would overflow
+    c = get_grid("paper").noise_constant(4)
+    r = optimal_clip(huge, bits=4, tol=1e-12)
+    assert r.clip == pytest.approx(reference.root(huge, c), rel=1e-7)
+    assert np.isfinite(r.theoretical_mse) and r.theoretical_mse == pytest.approx(
+        reference.theoretical(huge, r.clip, c), rel=1e-6)
+
+
 @pytest.mark.parametrize("start", [-1.0, float("nan"), float("inf"), "mean", True, None, [1.0]])
 def test_a_bad_start_is_refused(start):
     with pytest.raises(ValueError, match="start must be"):
