@@ -160,7 +160,7 @@ def starting_points(rows, start: float | str, c: float, exclude_zeros: bool, rul
       their own mean magnitude times the ratio root / mean of the first row (rows of one layer
       share a shape, so this lands within a step or two of each row's root);
     * rows of ``LONG_ROW`` elements or more start at the root of a 65,536-element sample of
-      themselves (see :func:`sample_layout`), with a bracket around it (8 standard errors)
+      themselves (see :func:`sample_layout`), with a bracket around it (6 standard errors)
       that the CPU backend solves in after one pass over the data;
     * a lone shorter row, and every row when ``tol == 0``: the paper's ``s_0 = 0``.
     """
