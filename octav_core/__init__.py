@@ -5,7 +5,7 @@ from .quantize import fake_quantize
 from .recursion import StopRule
 from .solver import ClipResult, optimal_clip
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "GRIDS",
