@@ -192,9 +192,9 @@ def _sample(row):
 
 def _host_rows(rows):
     """A numpy view of CPU rows (numpy has no bfloat16: half formats are widened to float32)."""
-    import torch
-
     if not is_torch_tensor(rows):
         return rows
+    import torch
+
     rows = rows.detach().cpu()
     return (rows if rows.dtype in (torch.float32, torch.float64) else rows.float()).numpy()

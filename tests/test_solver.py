@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -160,6 +163,15 @@ def test_long_rows_with_bad_values_or_huge_magnitudes():
     assert r.clip == pytest.approx(reference.root(huge, c), rel=1e-7)
     assert np.isfinite(r.theoretical_mse) and r.theoretical_mse == pytest.approx(
         reference.theoretical(huge, r.clip, c), rel=1e-6)
+
+
+def test_numpy_work_does_not_import_torch():
+    # torch takes a second to import: every workflow job and CLI call would pay it
+    code = ("import sys, numpy as np; from octav_core import optimal_clip; "
+            "x = np.random.default_rng(0).laplace(size=(8, 40_000)).astype(np.float32); "
+            "optimal_clip(x); optimal_clip(x, axis=0); optimal_clip(x.reshape(-1)); "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("start", [-1.0, float("nan"), float("inf"), "mean", True, None, [1.0]])
