@@ -20,9 +20,10 @@ class ClipResult:
 
     ``clip``, ``theoretical_mse`` and ``empirical_mse`` are floats for a whole tensor and arrays
     (shape: one per channel/block) otherwise; torch tensors on the input's device for torch input.
-    ``iterations`` is the largest count over channels; ``converged`` is True when every channel
-    met the tolerance or settled into the 2-cycle that marks a root on a jump (then the clip is
-    that jump point).  MSEs are per element of the tensor (or channel/block).
+    ``iterations`` is the largest count of steps from the start over channels (see ``start`` in
+    :func:`optimal_clip`); ``converged`` is True when every channel met the tolerance or settled
+    into the 2-cycle that marks a root on a jump (then the clip is that jump point).  MSEs are
+    per element of the tensor (or channel/block).
     ``empirical_mse`` costs one fake-quantisation pass and is computed on first access.
     """
 
