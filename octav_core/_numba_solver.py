@@ -236,59 +236,63 @@ def _jump_root(mags, counted, c, lo, hi, s_extra, n_extra):
 
 
 # ---------------------------------------------------------------- many rows: a row per thread
+@nb.njit(**_JIT)
+def _solve_row(src, exclude_zeros, c, tol, max_iter, start, kappa):
+    """The recursion on one row from ``s_0 = start + kappa * g(0)`` (``g(0)`` is the paper's
+    first iterate, the mean of the counted magnitudes).  The row stays in cache, so each iterate
+    is one vectorised pass over all of it: cheaper than compacting.
+
+    Returns (clip, iterations, status, counted, n_out, e_out at the clip, g(0), total |x|
+    (non-finite if the row holds NaN/Inf), negatives).
+    """
+    tot, nz, neg = _magnitude_stats(src)
+    cnt_all = nz if exclude_zeros else float(src.size)
+    if not _finite(tot):
+        return 0.0, 1, RUNNING, cnt_all, 0.0, 0.0, 0.0, tot, neg
+    g0 = _next_clip(tot, nz, cnt_all, c)  # every counted magnitude is above 0
+    s = start + kappa * g0
+    s_prev = -1.0
+    n = 0
+    st = RUNNING
+    while n < max_iter:
+        if s > 0:
+            s_out, n_out, _ = _tail_sums(src, s, False)
+            s_new = _next_clip(s_out, n_out, cnt_all, c)
+        else:
+            s_new = g0
+        n += 1
+        st = _status(s_new, s, s_prev, tol)
+        s_prev, s = s, s_new
+        if st != RUNNING:
+            break
+    s = _settle(src, s, s_prev, st, cnt_all, c, 0.0, 0.0)
+    _, n_out, e_out = _tail_sums(src, s)
+    return s, n, st, cnt_all, n_out, e_out, g0, tot, neg
+
+
 @nb.njit(parallel=True, **_JIT)
 def _solve_rows(rows, exclude_zeros, c, tol, max_iter, start, kappa):
-    """Solve every row of ``rows`` (R, M) independently, one thread per row.
+    """_solve_row for every row of ``rows`` (R, M), one thread per row (``start``: per row).
 
-    Row r starts at ``s_0 = start[r] + kappa * g_r(0)`` (``g_r(0)`` is the paper's first
-    iterate, the mean of the counted magnitudes).  A row stays in cache while its thread works
-    on it, so each iterate is one vectorised pass over the whole row: cheaper than compacting.
-    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, g(0), total |x| per
-    row (non-finite if the row holds NaN/Inf) and negatives per row.
+    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, g(0), total |x| and
+    negatives, one entry per row.
     """
-    nrows, length = rows.shape
-    clip = np.zeros(nrows)
-    iters = np.ones(nrows, np.int64)
-    status = np.zeros(nrows, np.int64)
-    counted = np.zeros(nrows)
-    tail = np.zeros((2, nrows))
-    first = np.zeros(nrows)
-    total = np.zeros(nrows)
-    negatives = np.zeros(nrows)
+    nrows = rows.shape[0]
+    out = np.zeros((9, nrows))
     for r in nb.prange(nrows):
-        src = rows[r]
-        tot, nz, neg = _magnitude_stats(src)
-        total[r] = tot
-        negatives[r] = neg
-        cnt_all = nz if exclude_zeros else float(length)
-        counted[r] = cnt_all
-        if not _finite(tot):
-            continue
-        g0 = _next_clip(tot, nz, cnt_all, c)  # every counted magnitude is above 0
-        first[r] = g0
-        s = start[r] + kappa * g0
-        s_prev = -1.0
-        n = 0
-        st = RUNNING
-        while n < max_iter:
-            if s > 0:
-                s_out, n_out, _ = _tail_sums(src, s, False)
-                s_new = _next_clip(s_out, n_out, cnt_all, c)
-            else:
-                s_new = g0
-            n += 1
-            st = _status(s_new, s, s_prev, tol)
-            s_prev, s = s, s_new
-            if st != RUNNING:
-                break
-        s = _settle(src, s, s_prev, st, cnt_all, c, 0.0, 0.0)
-        _, n_out, e_out = _tail_sums(src, s)
-        clip[r] = s
-        iters[r] = n
-        status[r] = st
-        tail[0, r] = n_out
-        tail[1, r] = e_out
-    return clip, iters, status, counted, tail, first, total, negatives
+        s, n, st, counted, n_out, e_out, g0, tot, neg = _solve_row(rows[r], exclude_zeros, c, tol, max_iter,
+                                                                    start[r], kappa)
+        out[0, r] = s
+        out[1, r] = n
+        out[2, r] = st
+        out[3, r] = counted
+        out[4, r] = n_out
+        out[5, r] = e_out
+        out[6, r] = g0
+        out[7, r] = tot
+        out[8, r] = neg
+    return (out[0], out[1].astype(np.int64), out[2].astype(np.int64), out[3], out[4:6].copy(), out[6],
+            out[7], out[8])
 
 
 @nb.njit(**_JIT)
@@ -428,21 +432,23 @@ def _bracket_block(blk, lo, hi, flags):
 @nb.njit(**_JIT)
 def _collect(blk, flags, buf, w, end):
     """Append the magnitudes of ``blk`` whose flag is set to ``buf[w:end]``, eight flags at a
-    time.  Returns the new ``w``, or ``end + 1`` once they do not fit."""
+    time; past ``end``, only count them.  Returns the new ``w`` (``> end``: did not fit)."""
     words = blk.size // 8
     packed = flags.view(np.uint64)
     for k in range(words):
         if packed[k]:
-            if w + 8 > end:
-                return end + 1
-            for i in range(8 * k, 8 * k + 8):  # branch-free: the flags are unpredictable
-                buf[w] = abs(blk[i])
-                w += flags[i]
+            if w + 8 <= end:
+                for i in range(8 * k, 8 * k + 8):  # branch-free: the flags are unpredictable
+                    buf[w] = abs(blk[i])
+                    w += flags[i]
+            else:
+                for i in range(8 * k, 8 * k + 8):
+                    w += flags[i]
+                w = max(w, end + 1)  # some did not fit, even if the count alone would
     for i in range(8 * words, blk.size):
         if flags[i]:
-            if w >= end:
-                return end + 1
-            buf[w] = abs(blk[i])
+            if w < end:
+                buf[w] = abs(blk[i])
             w += 1
     return w
 
@@ -450,8 +456,8 @@ def _collect(blk, flags, buf, w, end):
 @nb.njit(parallel=True, **_JIT)
 def _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap):
     """The one pass over the data: per segment the sums of _bracket_block, and the magnitudes
-    in (lo, hi] copied to ``buf[j * cap:]``; the last row of the result says how many
-    (``cap + 1``: more than fit)."""
+    in (lo, hi] copied to ``buf[j * cap:]``; the last row of the result says how many (more
+    than ``cap``: they did not fit, and were only counted)."""
     lo_t = src.dtype.type(lo)
     hi_t = src.dtype.type(hi)
     nseg = seg_lo.size
@@ -465,33 +471,34 @@ def _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap):
             sums = _bracket_block(blk, lo_t, hi_t, flags)
             for q in range(6):
                 out[q, j] += sums[q]
-            if w <= end:
-                w = _collect(blk, flags, buf, w, end)
+            w = _collect(blk, flags, buf, w, end)
         out[6, j] = w - j * cap
     return out
 
 
-@nb.njit(**_JIT)
-def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, lo, hi, held):
-    """The recursion on one long row from ``s`` in [lo, hi], reading the data once.
+DONE, LEFT, FULL, INVALID = 1, 0, 2, 3  # how a bracketed pass ended
 
-    One pass sums the tail above ``hi`` and keeps the few magnitudes in (lo, hi] (a fraction
-    ``held`` of a sample); from them g is exact anywhere in the bracket.  Returns [done, clip,
-    iterations, status, n_out, e_out, counted, total |x| (0: all finite), negatives, previous
-    iterate]; when not done (an iterate left the bracket, the bracket held more than twice
-    what the sample said, or the pass met NaN/Inf or overflowed), the state to go on from.
+
+@nb.njit(**_JIT)
+def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, s_prev, n, st, lo, hi, cap):
+    """The recursion on one long row, from the iterate ``s`` (``s_prev`` before it, ``n`` steps
+    done, status ``st``) in [lo, hi], reading the data once.
+
+    One pass sums the tail above ``hi`` and keeps the magnitudes in (lo, hi], at most ``cap``
+    per segment; from them g is exact anywhere in the bracket.  Returns [how, clip, iterations,
+    status, n_out, e_out, counted, total |x| (0: all finite), negatives, previous iterate,
+    room needed]: DONE; LEFT the bracket (the state to go on from); FULL (rerun with the room
+    it says); INVALID (NaN/Inf, or partial sums that overflowed: the float64 path's matter).
     """
     seg_lo, seg_hi = _segments(src.size, segment)
-    # Room for twice the sample's share: a buffer the size of the data would cost more in page
-    # faults than the pass itself.
-    cap = int(min(1.0, 2.0 * held + 0.001) * segment) + 64
     buf = np.empty(cap * seg_lo.size, src.dtype)
     out = _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap)
     fin, nz, neg, n_hi, d_hi, q_hi, _ = out.sum(axis=1)
     cnt_all = nz if exclude_zeros else float(src.size)
-    s_prev, n, st = -1.0, 0, RUNNING
-    if fin < src.size or not _finite(d_hi + q_hi) or out[6].max() > cap:
-        return np.array([0.0, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev])  # the float64 path
+    room = out[6].max()
+    if fin < src.size or not _finite(d_hi + q_hi) or room > cap:
+        how = INVALID if room <= cap else FULL
+        return np.array([how, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev, room])
     inside = np.empty(int(out[6].sum()), src.dtype)
     k = 0
     for j in range(seg_lo.size):
@@ -499,33 +506,53 @@ def _bracketed_row(src, exclude_zeros, c, tol, max_iter, segment, s, lo, hi, hel
         inside[k:k + m] = buf[j * cap:j * cap + m]
         k += m
     s_hi = d_hi + hi * n_hi if n_hi > 0 else 0.0  # sum of the magnitudes above hi (may be inf)
-    while n < max_iter and lo <= s <= hi:
+    while st == RUNNING and n < max_iter and lo <= s <= hi:
         a, b, _ = _tail_sums(inside, s, False)
         s_new = _next_clip(a + s_hi, b + n_hi, cnt_all, c)
         n += 1
         st = _status(s_new, s, s_prev, tol)
         s_prev, s = s, s_new
-        if st != RUNNING:
-            break
     ends = (s, s) if st != CYCLED else (min(s, s_prev), max(s, s_prev))
     if (st == RUNNING and n < max_iter) or not (lo <= ends[0] and ends[1] <= hi):
-        return np.array([0.0, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev])
+        return np.array([LEFT, s, n, st, 0.0, 0.0, cnt_all, 0.0, neg, s_prev, room])
     s = _settle(inside, s, s_prev, st, cnt_all, c, s_hi, n_hi)
     _, b, e = _tail_sums(inside, s)
     # sum over |x| > hi of (|x| - s)**2, from sums taken around hi (no cancellation: hi >= s)
     e_hi = q_hi + 2.0 * (hi - s) * d_hi + (hi - s) * (hi - s) * n_hi if n_hi > 0 else 0.0
-    return np.array([1.0, s, n, st, b + n_hi, e + e_hi, cnt_all, 0.0, neg, s_prev])
+    return np.array([DONE, s, n, st, b + n_hi, e + e_hi, cnt_all, 0.0, neg, s_prev, room])
 
 
 def _solve_long(row, exclude_zeros, c, rule, s0, bracket):
-    """One long row: the bracketed pass when a bracket is known, the shared sweeps otherwise."""
+    """One long row: bracketed passes when a bracket is known, the shared sweeps otherwise.
+
+    An iterate that leaves the bracket widens it on that side for one more pass (twice at
+    most); a bracket fuller than its room gets a rerun with the room counted.
+    """
     s, s_prev, n, st = float(s0), -1.0, 0, RUNNING
     lo, hi, held = bracket
-    if hi > lo:
-        out = _bracketed_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT, s, lo, hi, held)
-        if out[0]:
+    # room for twice the sample's share: a buffer the size of the data costs more in page
+    # faults than the pass itself
+    cap = int(min(1.0, 2.0 * held + 0.001) * _SEGMENT) + 64
+    for _ in range(4):
+        if not hi > lo:
+            break
+        out = _bracketed_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT, s, s_prev, n, st,
+                             lo, hi, cap)
+        how = int(out[0])
+        if how == DONE:
             return out[1:9]
+        if how == INVALID:
+            break
+        if how == FULL:
+            cap = int(out[10]) + 8  # + 8: the copy writes eight at a time
+            continue
         s, n, st, s_prev = out[1], int(out[2]), int(out[3]), out[9]
+        if st != RUNNING or n >= rule.max_iter:
+            break  # stopped just outside: the shared sweeps settle it
+        if s < lo:
+            lo = float(row.dtype.type(0.5 * s))
+        else:
+            hi = np.inf
     return _solve_long_row(row, exclude_zeros, c, rule.tol, rule.max_iter, _SEGMENT, s, s_prev, n, st)
 
 
@@ -559,32 +586,35 @@ def _compiled_dtype(rows: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- where to start
 def solve_from_zero(row: np.ndarray, c: float, exclude_zeros: bool, rule):
-    """The root of one row (1, M) by the paper's recursion, and g(0), its first iterate."""
-    clip, _, _, _, _, first, _, _ = _solve_rows(_compiled_dtype(row), exclude_zeros, c, rule.tol,
-                                                rule.max_iter, np.zeros(1), 0.0)
-    return float(clip[0]), float(first[0])
+    """The root of one row (1-D or (1, M)) by the paper's recursion, and g(0), its first iterate."""
+    row = _compiled_dtype(row.reshape(1, -1))[0]
+    clip, _, _, _, _, _, first, _, _ = _solve_row(row, exclude_zeros, c, rule.tol, rule.max_iter, 0.0, 0.0)
+    return clip, first
 
 
 def sample_root(sample: np.ndarray, c: float, exclude_zeros: bool, rule):
-    """The root on a sample (R runs, M), and a bracket around it wide enough to hold the root of
-    the population with near certainty (6 standard errors, at least 0.5%; no upper end when
-    at most 0.5% of the sample lies above the lower one): ``(s, (lo, hi, held))`` with
-    ``held`` the fraction of the sample inside; ``(s, (0, 0, 0))`` when the sample cannot
-    bound it (no bracket, or one holding over 5% of the magnitudes).
+    """Where to start a long row, from a sample of it (R runs, M): ``(s_0, (lo, hi, held))``.
+
+    [lo, hi] is a bracket around the sample's root wide enough to hold the root of the
+    population with near certainty (6 standard errors, at least 0.5%; no upper end when at most
+    0.5% of the sample lies above the lower one), ``held`` the fraction of the sample inside it,
+    and ``s_0 = lo``: below the root the recursion climbs towards it without passing it, so its
+    iterates stay in the bracket, where from above one step can undershoot far (heavy tails).
+    Without a bracket (the sample cannot bound the root, or the bracket would hold over 5% of
+    the magnitudes) ``s_0`` is the sample's root and the bracket ``(0, 0, 0)``.
 
     The standard error comes from F's slope and the spread of each magnitude's term in F:
     sd(s) = sqrt(sum_{y>s} (y - s)**2 + (c s)**2 N_in) / (N_out + c N_in).
     """
     # The recursion on an eighth of the runs first: from its root the whole sample needs a
     # few steps, not the dozen or more from s_0 = 0.
-    pilot, _ = solve_from_zero(sample[::8].reshape(1, -1), c, exclude_zeros, rule)
+    pilot, _ = solve_from_zero(sample[::8], c, exclude_zeros, rule)
     sample = _compiled_dtype(sample.reshape(1, -1))
-    clip, _, _, counted, tail, _, total, _ = _solve_rows(
-        sample, exclude_zeros, c, rule.tol, rule.max_iter, np.array([pilot]), 0.0)
-    s, n_out, e_out = float(clip[0]), float(tail[0, 0]), float(tail[1, 0])
-    n_in = float(counted[0]) - n_out
+    s, _, _, counted, n_out, e_out, _, total, _ = _solve_row(
+        sample[0], exclude_zeros, c, rule.tol, rule.max_iter, pilot, 0.0)
+    n_in = counted - n_out
     slope = n_out + c * n_in
-    if not (np.isfinite(total[0]) and s > 0 and slope > 0):
+    if not (np.isfinite(total) and s > 0 and slope > 0):
         return s, (0.0, 0.0, 0.0)
     half = 6.0 * np.sqrt(e_out + (c * s) ** 2 * n_in) / slope + 0.005 * s
     # ends the input's dtype represents exactly, so that every comparison agrees with float64
@@ -593,6 +623,6 @@ def sample_root(sample: np.ndarray, c: float, exclude_zeros: bool, rule):
     if above_lo <= 0.005:
         # A sparse tail (high bit-widths) is decided by outliers a sample sees few of: keep all
         # of it, so that no iterate can leave the bracket upwards.
-        return s, (lo, np.inf, above_lo)
+        return lo, (lo, np.inf, above_lo)
     held = above_lo - _tail_sums(sample[0], hi, False)[1] / sample.size
-    return s, ((lo, hi, held) if held <= 0.05 else (0.0, 0.0, 0.0))
+    return (lo, (lo, hi, held)) if held <= 0.05 else (s, (0.0, 0.0, 0.0))

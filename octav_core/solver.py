@@ -160,9 +160,9 @@ def starting_points(rows, start: float | str, c: float, exclude_zeros: bool, rul
     * several rows shorter than ``LONG_ROW`` (channels, groups) start at ``kappa * g_r(0)``:
       their own mean magnitude times the ratio root / mean of the first row (rows of one layer
       share a shape, so this lands within a step or two of each row's root);
-    * rows of ``LONG_ROW`` elements or more start at the root of a 65,536-element sample of
-      themselves (see :func:`sample_layout`), with a bracket around it (6 standard errors)
-      that the CPU backend solves in after one pass over the data;
+    * rows of ``LONG_ROW`` elements or more start from a 65,536-element sample of themselves
+      (see :func:`sample_layout`): at the lower end of a bracket around the sample's root (6
+      standard errors), which the CPU backend solves in after one pass over the data;
     * a lone shorter row, and every row when ``tol == 0``: the paper's ``s_0 = 0``.
     """
     from ._numba_solver import sample_root, solve_from_zero

@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 import reference
 from octav_core import get_grid, optimal_clip, theoretical_mse
 from octav_core import _torch_solver
+from octav_core._numba_solver import _bracketed_row as _original_bracketed_row
 from octav_core.checkpoints import open_checkpoint
 from octav_core.recursion import Start, StopRule
 from octav_core.solver import LONG_ROW, SAMPLE_RUNS, sample_layout, starting_points
@@ -115,14 +116,39 @@ def test_real_transformer_weights_land_on_the_root():
     bracketed = []
     for layer in layers:
         w = np.asarray(ckpt.tensor(layer.index)).reshape(-1)
-        for bits in (2, 4, 8):
+        for bits in (2, 4, 6, 8):
             c = get_grid("paper").noise_constant(bits)
             exact = reference.root(w, c)
             lo, hi, _ = starting_points(w[None], "auto", c, True, StopRule()).bracket_of(0)
             bracketed.append(lo < exact <= hi)
             r = optimal_clip(w, bits=bits, tol=1e-12)
             assert r.converged and r.clip == pytest.approx(exact, rel=1e-7), (layer.name, bits)
-    assert len(bracketed) >= 30 and np.mean(bracketed) >= 0.9
+    assert len(bracketed) >= 40 and np.mean(bracketed) >= 0.9
+
+
+def test_bracketed_passes_rerun_when_full_and_widen_when_left(monkeypatch):
+    from octav_core import _numba_solver as ns
+
+    x = np.random.default_rng(9).laplace(size=LONG_ROW + 3).astype(np.float32)
+    c = get_grid("paper").noise_constant(6)
+    exact = reference.root(x, c)
+    passes = []
+    monkeypatch.setattr(ns, "_bracketed_row", lambda *a: passes.append(a[-3:]) or _bracketed(*a))
+    monkeypatch.setattr(ns, "_solve_long_row", lambda *a: pytest.fail("fell back to the full sweeps"))
+    _bracketed = _original_bracketed_row
+    rule = StopRule(tol=1e-12)
+    lo, hi = (float(np.float32(t)) for t in (0.6 * exact, 1.4 * exact))
+    # 1. the sample said almost nothing lies inside: the room is too small, the pass reruns
+    out = ns._solve_long(x, True, c, rule, lo, (lo, hi, 1e-9))
+    assert len(passes) == 2 and passes[1][2] > passes[0][2]
+    assert out[0] == pytest.approx(exact, rel=1e-7) and out[2] == 1  # converged
+    # 2. started above the root with a bracket open above: an undershoot leaves it downwards,
+    # one more pass with the bracket widened below finds the root
+    passes.clear()
+    start = float(np.float32(1.5 * exact))
+    out = ns._solve_long(x, True, c, rule, start, (start, np.inf, 0.001))
+    assert len(passes) >= 2 and passes[-1][0] < start
+    assert out[0] == pytest.approx(exact, rel=1e-7) and out[2] == 1
 
 
 def test_a_given_start_is_where_the_recursion_starts():
