@@ -5,11 +5,12 @@ between layouts is how little of the data each evaluation has to read.
 
 * Many rows (per channel / per group): one thread solves a whole row.  The row stays in cache
   after its first pass, so every iterate is one more vectorised pass over it.
-* One long row started in a bracket (per tensor, ``start="auto"``): the start is the root of
-  a sample, and [lo, hi] a bracket that very likely holds the root.  A single pass over the
-  data checks it, counts it, sums the tail above ``hi`` and copies the magnitudes in
-  (lo, hi] (well under 1% of them) to a small buffer; g is then exact anywhere in the bracket
-  from that buffer alone.  An iterate that leaves the bracket hands over to:
+* One long row started in a bracket (per tensor, ``start="auto"``): [lo, hi] very likely
+  holds the root (it is drawn around the root of a sample), and the recursion starts at lo.
+  A single pass over the data checks it, counts it, sums the tail above ``hi`` and copies the
+  magnitudes in (lo, hi] (well under 1% of them) to a small buffer; g is then exact anywhere
+  in the bracket from that buffer alone.  An iterate that leaves the bracket widens it for
+  another pass; should that not do, the recursion goes on as:
 * One long row otherwise: segments that all threads sweep together over tail buffers that
   shrink as the recursion climbs (refilled from the source should an iterate fall below
   them).
@@ -370,9 +371,9 @@ def _solve_long_row(src, exclude_zeros, c, tol, max_iter, segment, s, s_prev, n,
     buf = np.empty_like(src)
     seg_cnt = np.zeros(seg_lo.size, np.int64)
     seg_t = np.full(seg_lo.size, np.inf)  # empty buffers: the first sweep fills them
-    # The same loop as in _solve_rows, around a shared sweep: written out in each (a loop taking
-    # its sweep as a function argument or closure cannot be cached on disk by numba, and every
-    # process would recompile it).
+    # The loop of _solve_row and _bracketed_row around a shared sweep: written out in each (a
+    # loop taking its evaluation of g as a function argument or closure cannot be cached on
+    # disk by numba, and every process would recompile it).
     keep = -1.0  # no sweep yet
     while st == RUNNING and n < max_iter:
         if s > 0:
