@@ -478,6 +478,7 @@ def _bracket_pass(src, lo, hi, seg_lo, seg_hi, buf, cap):
 
 
 DONE, LEFT, FULL, INVALID = 1, 0, 2, 3  # how a bracketed pass ended
+_BRACKET_SE = 6.0  # half-width of a sampled bracket, in standard errors of the sample's root
 
 
 @nb.njit(**_JIT)
@@ -617,7 +618,7 @@ def sample_root(sample: np.ndarray, c: float, exclude_zeros: bool, rule):
     slope = n_out + c * n_in
     if not (np.isfinite(total) and s > 0 and slope > 0):
         return s, (0.0, 0.0, 0.0)
-    half = 6.0 * np.sqrt(e_out + (c * s) ** 2 * n_in) / slope + 0.005 * s
+    half = _BRACKET_SE * np.sqrt(e_out + (c * s) ** 2 * n_in) / slope + 0.005 * s
     # ends the input's dtype represents exactly, so that every comparison agrees with float64
     lo, hi = (float(sample.dtype.type(t)) for t in (max(s - half, 0.5 * s), s + half))
     above_lo = _tail_sums(sample[0], lo, False)[1] / sample.size
