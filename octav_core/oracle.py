@@ -27,6 +27,10 @@ from .curves import magnitudes
 from .grids import DEFAULT_GRID, check_bits, get_grid
 
 MAX_ORACLE_BITS = 10  # the work grows as 4**bits: (levels) x (intervals needed to separate them)
+MAX_OPEN_INTERVALS = 1 << 20  # a search this wide is broken: say so rather than fill the memory
+# Errors are sums of squares taken from prefix sums: below ~this times sum(y**2) float64 cannot
+# tell two of them apart, so certificates are relative (rtol) or absolute (this), not finer.
+ABS_RESOLUTION = 64 * np.finfo(np.float64).eps
 
 
 @nb.njit(cache=True, nogil=True)
@@ -91,8 +95,10 @@ def best_empirical_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, rtol: f
 
     ``x`` is a tensor, or its :class:`~octav_core.curves.SortedMagnitudes` to share one sort.
 
-    Certified: no clip in (0, max|x|] has an MSE below ``mse / (1 + rtol)``.  Clips above
-    max|x| clip nothing and are not searched.  Costs one sort of |x| (a radix sort for float32)
+    Certified: no clip in (0, max|x|] has an MSE below ``mse / (1 + rtol) - atol``, with
+    ``atol = ABS_RESOLUTION * mean(x**2)`` (about 1.4e-14 of it: float64 cannot resolve finer
+    differences of these sums; it matters only when some clip represents x almost exactly).
+    Clips above max|x| clip nothing and are not searched.  Costs one sort of |x| (a radix sort for float32)
     plus O(2**B log n) per examined interval; ``bits`` up to 10.
 
     Example:
@@ -130,15 +136,19 @@ def best_empirical_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, rtol: f
     count = max(1, int(np.ceil(np.log(mags.max / a0) / np.log(ratio))))
     edges = a0 * (mags.max / a0) ** (np.arange(count + 1) / count)
     lows, highs = edges[:-1], edges[1:]
+    atol = ABS_RESOLUTION * float(_kernels.cumulative(y, p1, p2, y.size)[1])
     for _ in range(max_rounds):
         lower, cand = _interval_bounds(y, p1, p2, lows, highs, kmax)
         vals = _kernels.empirical_mse_sorted(y, p1, p2, cand, kmax)
         i = int(np.argmin(vals))
         if vals[i] < best_e:
             best_s, best_e = float(cand[i]), float(vals[i])
-        open_ = lower < best_e / (1.0 + rtol)
+        open_ = lower < best_e / (1.0 + rtol) - atol
         if not open_.any():
             break
+        if 4 * open_.sum() > MAX_OPEN_INTERVALS:
+            raise RuntimeError(f"best_empirical_clip: {int(open_.sum())} intervals still open; the bounds are not "
+                               "closing (please report the input)")
         lows, highs = lows[open_], highs[open_]
         # Split each open interval in four.
         frac = np.arange(5) / 4.0

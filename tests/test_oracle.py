@@ -6,6 +6,7 @@ from hypothesis.extra.numpy import arrays
 
 import reference
 from octav_core import best_empirical_clip, empirical_mse, get_grid, optimal_clip
+from octav_core.oracle import ABS_RESOLUTION
 
 
 @settings(max_examples=40, deadline=None)
@@ -20,9 +21,22 @@ def test_certified_minimum_equals_exhaustive_enumeration(x, bits, grid):
         return
     s, mse = best_empirical_clip(x, bits=bits, grid=grid)
     _, exact = reference.exact_best_clip(x, g.kmax(bits))
-    assert mse <= exact * (1 + 1e-6) + 1e-15
-    assert mse >= exact * (1 - 1e-9) - 1e-15
+    atol = ABS_RESOLUTION * np.mean(x**2)  # the certificate's absolute floor
+    assert mse <= exact * (1 + 1e-6) + atol
+    assert mse >= exact * (1 - 1e-9) - atol
     assert empirical_mse(x, s, bits=bits, grid=grid) == pytest.approx(mse, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("x,bits,grid", [
+    ([1e-5, 10.0, 0.0, 10.0], 2, "int"),  # found by hypothesis: the optimum represents x almost
+    ([1e-5, 10.0, 1e-5, 10.0, 10.0], 2, "int"),  # exactly, and its bounds used to stay open
+    ([1.0, 2.0, 3.0, 4.0], 4, "paper"),  # until the memory ran out
+])
+def test_a_nearly_exact_optimum_is_certified(x, bits, grid):
+    x = np.array(x, dtype=np.float32).astype(np.float64)
+    s, mse = best_empirical_clip(x, bits=bits, grid=grid)
+    _, exact = reference.exact_best_clip(x, get_grid(grid).kmax(bits))
+    assert abs(mse - exact) <= 1e-6 * exact + ABS_RESOLUTION * np.mean(x**2)
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
