@@ -262,6 +262,17 @@ def test_cpu_backend_equals_the_torch_backend(rows, length, start):
         assert r.iterations == int(iters.max()) and r.converged == bool(conv.all())
 
 
+@pytest.mark.parametrize("rows,length", [(1, LONG_ROW + 9), (2, LONG_ROW + 9), (16, 300)])
+def test_torch_tensors_start_where_numpy_arrays_do(rows, length):
+    # the start of a CUDA tensor is taken on the host from the same sample (or pilot row)
+    x = np.random.default_rng(3).laplace(size=(rows, length)).astype(np.float32)
+    c = get_grid("paper").noise_constant(4)
+    want = starting_points(x, "auto", c, True, StopRule())
+    got = starting_points(torch.from_numpy(x), "auto", c, True, StopRule())
+    assert np.array_equal(got.value, want.value) and got.kappa == want.kappa
+    assert (got.brackets is None and want.brackets is None) or np.array_equal(got.brackets, want.brackets)
+
+
 def test_float32_accumulation_matches_float64_reference():
     x = np.random.default_rng(7).laplace(size=10_000_000).astype(np.float32)
     c = get_grid("paper").noise_constant(4)
