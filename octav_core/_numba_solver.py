@@ -210,16 +210,10 @@ def _jump_root(mags, counted, c, lo, hi, s_extra, n_extra):
     over it at a sample point, the infimum of J.  ``mags`` must hold every magnitude above lo
     but those above hi that ``s_extra`` (their sum) and ``n_extra`` (their count) stand for.
     """
-    s_lo = s_extra
-    n_lo = n_extra
-    m = 0
-    for i in range(mags.size):
-        y = np.float64(abs(mags[i]))
-        if y > lo:
-            s_lo += y
-            n_lo += 1.0
-            if y <= hi:
-                m += 1
+    s_lo, n_lo, _ = _tail_sums_wide(mags, lo)  # a rare path: exact float64 sums, twice
+    m = int(n_lo - _tail_sums_wide(mags, hi)[1])
+    s_lo += s_extra
+    n_lo += n_extra
     cand = np.empty(m)
     k = 0
     for i in range(mags.size):
