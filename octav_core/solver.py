@@ -141,8 +141,8 @@ def optimal_clip(x: Any, bits: int = 4, grid: str = DEFAULT_GRID, axis: int | No
     )
 
 
-# A long row's recursion starts at the root of a sample of it: SAMPLE_RUNS evenly spaced runs
-# of SAMPLE_RUN elements (contiguous runs cost a fraction of a strided sample's memory traffic).
+# A long row's recursion starts from a sample of it: SAMPLE_RUNS evenly spaced runs of
+# SAMPLE_RUN elements (contiguous runs cost a fraction of a strided sample's memory traffic).
 # Below LONG_ROW elements a sample saves less than it costs.
 LONG_ROW = 1 << 18
 SAMPLE_RUNS = SAMPLE_RUN = 256
