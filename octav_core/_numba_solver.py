@@ -269,25 +269,23 @@ def _solve_row(src, exclude_zeros, c, tol, max_iter, start, kappa):
 def _solve_rows(rows, exclude_zeros, c, tol, max_iter, start, kappa):
     """_solve_row for every row of ``rows`` (R, M), one thread per row (``start``: per row).
 
-    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, g(0), total |x| and
+    Returns clip, iterations, status, counted, (n_out, e_out) at the clip, total |x| and
     negatives, one entry per row.
     """
     nrows = rows.shape[0]
-    out = np.zeros((9, nrows))
+    out = np.zeros((8, nrows))
     for r in nb.prange(nrows):
-        s, n, st, counted, n_out, e_out, g0, tot, neg = _solve_row(rows[r], exclude_zeros, c, tol, max_iter,
-                                                                    start[r], kappa)
+        s, n, st, counted, n_out, e_out, _, tot, neg = _solve_row(rows[r], exclude_zeros, c, tol, max_iter,
+                                                                   start[r], kappa)
         out[0, r] = s
         out[1, r] = n
         out[2, r] = st
         out[3, r] = counted
         out[4, r] = n_out
         out[5, r] = e_out
-        out[6, r] = g0
-        out[7, r] = tot
-        out[8, r] = neg
-    return (out[0], out[1].astype(np.int64), out[2].astype(np.int64), out[3], out[4:6].copy(), out[6],
-            out[7], out[8])
+        out[6, r] = tot
+        out[7, r] = neg
+    return out[0], out[1].astype(np.int64), out[2].astype(np.int64), out[3], out[4:6].copy(), out[6], out[7]
 
 
 @nb.njit(**_JIT)
@@ -566,7 +564,7 @@ def solve(rows: np.ndarray, c: float, exclude_zeros: bool, rule, grid, source, s
     rows = _compiled_dtype(rows)
     nrows, length = rows.shape
     if nrows >= 2 * nb.get_num_threads() or length <= _SEGMENT:
-        clip, iters, status, counted, tail, _, total, negatives = _solve_rows(
+        clip, iters, status, counted, tail, total, negatives = _solve_rows(
             rows, exclude_zeros, c, rule.tol, rule.max_iter, start.value, start.kappa)
         tail = (tail[0], tail[1])
     else:
